@@ -1,0 +1,129 @@
+"""pytest glue: the splice options, fixtures, parametrization and the end-of-run checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.run import DEFAULT_TIME_SCALE, Settings
+from harness.splice import BackendError, check_backend_name
+from harness.splice.api import PERSONALITIES
+from harness.targets import base as targets_base
+
+MODES = ("copy", "splice")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sosplice", "socket splicing regression")
+    group.addoption("--splice-backend", default=os.environ.get("SPLICE_BACKEND", "emulated"),
+                    help="emulated (default), native, or module:Class of your own splicer")
+    group.addoption("--splice-personality", default=os.environ.get("SPLICE_PERSONALITY", "openbsd"),
+                    help="semantics the emulation plays and the expectations use: openbsd (default), freebsd")
+    group.addoption("--splice-modes", default="copy,splice",
+                    help="relay modes to run, comma separated (default copy,splice)")
+    group.addoption("--splice-time-scale", type=float,
+                    default=float(os.environ.get("SPLICE_TIME_SCALE", DEFAULT_TIME_SCALE)),
+                    help=f"factor for every scenario duration (default {DEFAULT_TIME_SCALE}; 1 = upstream timings)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    backend = config.getoption("--splice-backend")
+    personality = config.getoption("--splice-personality")
+    modes = [m.strip() for m in config.getoption("--splice-modes").split(",") if m.strip()]
+    scale = config.getoption("--splice-time-scale")
+    try:
+        check_backend_name(backend)
+    except BackendError as e:
+        raise pytest.UsageError(str(e)) from None
+    if personality not in PERSONALITIES:
+        raise pytest.UsageError(
+            f"unknown splice personality {personality!r}; valid: {', '.join(sorted(PERSONALITIES))}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise pytest.UsageError(f"--splice-modes: {','.join(bad) or '(none)'} not valid; valid: copy, splice")
+    if scale <= 0:
+        raise pytest.UsageError(f"--splice-time-scale must be positive, not {scale}")
+    if backend == "native":
+        from harness.splice.native import BackendUnavailable, probe
+
+        try:
+            probe()
+        except BackendUnavailable as e:
+            raise pytest.UsageError(str(e)) from None
+    config.stash[SETTINGS] = Settings(backend=backend, personality=personality, scale=scale)
+    config.stash[MODES_KEY] = tuple(modes)
+
+
+SETTINGS = pytest.StashKey[Settings]()
+MODES_KEY = pytest.StashKey[tuple[str, ...]]()
+REPORT = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    s = config.stash[SETTINGS]
+    modes: tuple[str, ...] = config.stash[MODES_KEY]
+    return (f"splice: backend={s.backend} personality={s.personality} "
+            f"modes={','.join(modes)} time-scale={s.scale:g}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "mode" in metafunc.fixturenames:
+        modes: tuple[str, ...] = metafunc.config.stash[MODES_KEY]
+        metafunc.parametrize("mode", list(modes))
+
+
+@pytest.fixture(scope="session")
+def settings(request: pytest.FixtureRequest) -> Settings:
+    return request.config.stash[SETTINGS]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    rep = yield
+    item.stash.setdefault(REPORT, {})[rep.when] = rep
+    return rep
+
+
+@pytest.fixture
+def logdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The test's work directory: role logs stay on failure (path reported), go on success."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)[-120:]
+    path = tmp_path_factory.mktemp(name, numbered=True)
+    yield path
+    reports = request.node.stash.get(REPORT, {})
+    failed = any(r.failed for r in reports.values())
+    if failed:
+        request.node.add_report_section("teardown", "logs", f"role logs kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def require_all() -> bool:
+    """SPLICE_REQUIRE_ALL=1 (CI): a skip for a missing capability is a failure."""
+    return os.environ.get("SPLICE_REQUIRE_ALL", "") not in ("", "0")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No role process may outlive its test."""
+    alive = targets_base.surviving_groups()
+    if alive:
+        session.config.stash.setdefault(LEFTOVERS, []).extend(alive)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+LEFTOVERS = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    leftovers = terminalreporter.config.stash.get(LEFTOVERS, [])
+    if leftovers:
+        terminalreporter.section("processes left behind", red=True)
+        for line in leftovers:
+            terminalreporter.write_line(line)

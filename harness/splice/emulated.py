@@ -1,0 +1,792 @@
+"""A user-space splice engine with OpenBSD (or FreeBSD) semantics.
+
+Follows spec/semantics.md appendix A: data that has not been moved stays in
+the source's kernel receive buffer (peek, send, then consume what the drain
+took), so unsplicing never has to give bytes back. One engine thread per
+process runs the asynchronous move passes; the initial pass runs inside
+splice(), as the kernel's does. Pending errors are kept per socket and handed
+out the way so_error is: by error(), by the next recv() once the data is gone,
+or by the next send().
+
+Stdlib only: this module travels to the remote host with the agent.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import socket
+import stat
+import struct
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .api import (
+    OPENBSD,
+    Personality,
+    oserror,
+    split_idle,
+    unpack_splice,
+)
+
+M_MAXLOOP = 128  # hops before a moved packet is refused with ELOOP
+MCLBYTES = 2048  # largest option value the kernel copies in
+CHUNK = 1 << 16  # bytes peeked per move step
+SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
+
+# Linux tcp_info.tcpi_state values
+_ESTABLISHED, _SYN_SENT, _SYN_RECV, _CLOSE, _LISTEN, _CLOSE_WAIT = 1, 2, 3, 7, 10, 8
+_CAN_SEND = {_ESTABLISHED, _CLOSE_WAIT}
+_CONNECTING = {_SYN_SENT, _SYN_RECV}
+_DISCONNECTED = {_CLOSE, _LISTEN, 6}  # 6: TIME_WAIT
+
+# A drain's own splice may have ended with these; they do not stop its source (3.3 1.3).
+_IGNORED_DRAIN_ERRORS = {errno.ETIMEDOUT, errno.EFBIG, errno.ELOOP}
+
+Addr = tuple[str, int]
+
+
+def _addr(a: object) -> Addr | None:
+    if isinstance(a, tuple) and len(a) >= 2:
+        return (str(a[0]), int(a[1]))
+    return None
+
+
+def _borrow(fd: int) -> socket.socket:
+    """A socket object over someone else's descriptor; detach() it, never close it."""
+    return socket.socket(fileno=fd)
+
+
+@contextlib.contextmanager
+def _nowait(sock: socket.socket) -> Iterator[socket.socket]:
+    """The same descriptor without Python's timeout, so MSG_DONTWAIT never waits."""
+    borrowed = _borrow(sock.fileno())
+    try:
+        yield borrowed
+    finally:
+        borrowed.detach()
+
+
+def _is_tcp(s: socket.socket) -> bool:
+    return s.type == socket.SOCK_STREAM
+
+
+def _tcp_state(s: socket.socket) -> int | None:
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None:
+        return None
+    try:
+        return s.getsockopt(socket.IPPROTO_TCP, tcp_info, 1)[0]
+    except OSError:
+        return None
+
+
+def _listening(s: socket.socket) -> bool:
+    try:
+        return bool(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
+
+
+def _connected(s: socket.socket) -> bool:
+    """Connected or connecting (SS_ISCONNECTED | SS_ISCONNECTING)."""
+    if _is_tcp(s):
+        state = _tcp_state(s)
+        if state is not None:
+            return state not in _DISCONNECTED
+    try:
+        s.getpeername()
+        return True
+    except OSError:
+        return False
+
+
+def _splicable(s: socket.socket) -> bool:
+    if s.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    return s.type in (socket.SOCK_STREAM, socket.SOCK_DGRAM)
+
+
+def _fionread(s: socket.socket) -> int:
+    buf = fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    value: int = struct.unpack("i", buf)[0]
+    return value
+
+
+def _atmark(s: socket.socket) -> bool:
+    buf = fcntl.ioctl(s.fileno(), SIOCATMARK, b"\0\0\0\0")
+    return bool(struct.unpack("i", buf)[0])
+
+
+def _sndbuf(s: socket.socket) -> int:
+    """The send buffer size the application asked for (Linux stores twice that)."""
+    value = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return value // 2 if os.uname().sysname == "Linux" else value
+
+
+@dataclass
+class Link:
+    source: socket.socket
+    drain: socket.socket
+    max: int
+    idle: float
+    tcp: bool
+    oobinline: bool
+    personality: Personality
+    deadline: float | None = None
+    waiting: bool = False  # waiting for the drain to become writable (full, or connecting)
+
+    @property
+    def sfd(self) -> int:
+        return self.source.fileno()
+
+    @property
+    def dfd(self) -> int:
+        return self.drain.fileno()
+
+
+@dataclass
+class _Hops:
+    """Hop counts of data in flight towards one receiving socket, oldest first."""
+
+    ranges: collections.deque[list[int]] = field(default_factory=collections.deque)
+
+    def first(self) -> int:
+        return self.ranges[0][1] if self.ranges else 0
+
+    def take(self, n: int, datagram: bool) -> list[tuple[int, int]]:
+        """Remove n bytes (or one datagram); return their (length, hops) pieces."""
+        if datagram:
+            if self.ranges:
+                _size, hops = self.ranges.popleft()
+                return [(n, hops)]
+            return [(n, 0)]
+        out: list[tuple[int, int]] = []
+        while n > 0 and self.ranges:
+            head = self.ranges[0]
+            k = min(n, head[0])
+            out.append((k, head[1]))
+            head[0] -= k
+            n -= k
+            if head[0] == 0:
+                self.ranges.popleft()
+        if n > 0:
+            out.append((n, 0))
+        return out
+
+
+class Engine:
+    """The per-process splice engine: links, counters, pending errors, one mover thread."""
+
+    _instance: Engine | None = None
+    _instance_lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> Engine:
+        with cls._instance_lock:
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = Engine()
+            return cls._instance
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.cond = threading.Condition(threading.RLock())
+        self.links: dict[int, Link] = {}
+        self.drains: dict[int, int] = {}  # drain fd -> source fd
+        self.counters: dict[int, int] = {}
+        self.errors: dict[int, int] = {}
+        self.hops: dict[tuple[Addr, Addr | None], _Hops] = {}
+        self.poller = select.poll()
+        self.registered: dict[int, int] = {}
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.poller.register(self.wake_r, select.POLLIN)
+        self.thread = threading.Thread(target=self._run, name="sosplice", daemon=True)
+        self.thread.start()
+
+    # ---- the mover thread
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_w, b"x")
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._step()
+            except Exception as e:  # keep moving other splices; say what went wrong
+                os.write(2, f"sosplice engine: {type(e).__name__}: {e}\n".encode())
+
+    def _step(self) -> None:
+        with self.cond:
+            deadlines = [link.deadline for link in self.links.values() if link.deadline]
+        timeout = None
+        if deadlines:
+            timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+        events = self.poller.poll(timeout)
+        with self.cond:
+            for fd, ev in events:
+                if fd == self.wake_r:
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                if ev & select.POLLNVAL:
+                    self._forget_fd(fd)
+                    continue
+                for link in list(self.links.values()):
+                    if fd in (link.sfd, link.dfd) and self.links.get(link.sfd) is link:
+                        self._pass(link)
+            now = time.monotonic()
+            for link in list(self.links.values()):
+                if link.deadline is not None and link.deadline <= now:
+                    self._timeout(link)
+
+    def _sync(self, *fds: int) -> None:
+        for fd in fds:
+            mask = 0
+            interested = False
+            for link in self.links.values():
+                if link.sfd == fd:
+                    interested = True
+                    if not link.waiting:
+                        mask |= select.POLLIN
+                if link.dfd == fd:
+                    interested = True
+                    if link.waiting:
+                        mask |= select.POLLOUT
+            if not interested:
+                if fd in self.registered:
+                    del self.registered[fd]
+                    with contextlib.suppress(KeyError, ValueError):
+                        self.poller.unregister(fd)
+            elif self.registered.get(fd) != mask:
+                self.registered[fd] = mask
+                self.poller.register(fd, mask)
+        self._wake()
+
+    # ---- linking and dissolving
+
+    def link(self, link: Link) -> None:
+        sfd, dfd = link.sfd, link.dfd
+        self.links[sfd] = link
+        self.drains[dfd] = sfd
+        self.counters[sfd] = 0
+        if not link.personality.idle_restarts and link.idle:
+            link.deadline = time.monotonic() + link.idle
+        self._pass(link)
+        if self.links.get(sfd) is link:
+            self._sync(sfd, dfd)
+
+    def dissolve(self, link: Link, error: int = 0) -> None:
+        sfd, dfd = link.sfd, link.dfd
+        if self.links.get(sfd) is not link:
+            return
+        del self.links[sfd]
+        self.drains.pop(dfd, None)
+        if error:
+            self.errors[sfd] = error
+        link.deadline = None
+        link.source.detach()
+        link.drain.detach()
+        self._sync(sfd, dfd)
+        self.cond.notify_all()
+
+    def _timeout(self, link: Link) -> None:
+        self.dissolve(link, errno.ETIMEDOUT if link.personality.etimedout else 0)
+
+    def _forget_fd(self, fd: int) -> None:
+        """The descriptor was closed behind our back: end what used it."""
+        for link in list(self.links.values()):
+            if fd in (link.sfd, link.dfd):
+                self.dissolve(link)
+        self.counters.pop(fd, None)
+        self.errors.pop(fd, None)
+        self._sync(fd)
+
+    # ---- state checks of a pass (3.3 step 1)
+
+    def _pending_error(self, s: socket.socket) -> int:
+        fd = s.fileno()
+        if self.errors.get(fd):
+            return self.errors[fd]
+        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.errors[fd] = err  # reading it cleared the kernel's copy
+        return err
+
+    def _cant_send(self, s: socket.socket) -> bool:
+        if not _is_tcp(s):
+            return False
+        state = _tcp_state(s)
+        return state is not None and state not in _CAN_SEND and state not in _CONNECTING
+
+    def _connecting(self, s: socket.socket) -> bool:
+        return _is_tcp(s) and _tcp_state(s) in _CONNECTING
+
+    # ---- loop detection (appendix A: hops counted across this engine's own splices)
+
+    def _hop_key_in(self, s: socket.socket, sender: Addr | None) -> tuple[Addr, Addr | None] | None:
+        try:
+            local = _addr(s.getsockname())
+        except OSError:
+            return None
+        if local is None:
+            return None
+        if sender is None:
+            try:
+                sender = _addr(s.getpeername())
+            except OSError:
+                sender = None
+        return (local, sender)
+
+    def _hop_note_out(self, drain: socket.socket, pieces: list[tuple[int, int]]) -> None:
+        """Data sent on drain arrives at drain's peer one hop further, if that is ours."""
+        try:
+            peer = _addr(drain.getpeername())
+            local = _addr(drain.getsockname())
+        except OSError:
+            return
+        if peer is None:
+            return
+        ours = any(
+            self._hop_key_in(link.source, None) in ((peer, local), (peer, None))
+            for link in self.links.values()
+        )
+        if not ours:
+            return
+        hops = self.hops.setdefault((peer, local), _Hops())
+        for n, h in pieces:
+            hops.ranges.append([n, h + 1])
+
+    def _hops_for(self, key: tuple[Addr, Addr | None] | None) -> _Hops:
+        if key is None:
+            return _Hops()
+        return self.hops.setdefault(key, _Hops())
+
+    # ---- one move pass (3.3)
+
+    def _pass(self, link: Link) -> None:
+        try:
+            if link.tcp:
+                self._pass_stream(link)
+            else:
+                self._pass_datagram(link)
+        except OSError as e:
+            # A descriptor closed or reset under us: end the splice the way the kernel would.
+            self.dissolve(link, 0 if e.errno == errno.EBADF else (e.errno or errno.EIO))
+
+    def _checks(self, link: Link) -> int | None:
+        """Step 1: an errno to end with, 0 to stop and wait for the drain, None to go on."""
+        err = self._pending_error(link.source)
+        if err:
+            return err
+        if self._cant_send(link.drain):
+            return errno.EPIPE
+        derr = self.errors.get(link.dfd) or self._pending_error(link.drain)
+        if derr and derr not in _IGNORED_DRAIN_ERRORS:
+            return derr
+        if self._connecting(link.drain):
+            link.waiting = True
+            return 0
+        return None
+
+    def _finish(self, link: Link, err: int, max_reached: bool, eof: bool) -> None:
+        """Step 12: EFBIG at an exact max, dissolve or re-arm the idle timer."""
+        counter = self.counters[link.sfd]
+        if not err and max_reached and counter == link.max and link.personality.efbig:
+            err = errno.EFBIG
+        if err or max_reached or eof or self._cant_send(link.drain):
+            self.dissolve(link, err)
+            return
+        if link.idle and link.personality.idle_restarts:
+            link.deadline = time.monotonic() + link.idle
+        self._sync(link.sfd, link.dfd)
+
+    def _pass_stream(self, link: Link) -> None:
+        src, dst = link.source, link.drain
+        link.waiting = False
+        max_reached = eof = False
+        err = 0
+        while True:
+            check = self._checks(link)
+            if check is not None:
+                err = check
+                break
+            queued = _fionread(src)
+            amount = queued
+            if link.max:
+                remaining = link.max - self.counters[link.sfd]
+                if queued >= remaining:
+                    amount, max_reached = remaining, True
+            if amount <= 0:
+                eof = queued == 0 and self._at_eof(link)
+                if eof and self.errors.get(link.sfd):
+                    err = self.errors[link.sfd]
+                break
+            key = self._hop_key_in(src, None)
+            hops = self._hops_for(key)
+            if link.personality.eloop and hops.first() >= M_MAXLOOP:
+                err = errno.ELOOP
+                break
+            urgent = link.oobinline and _atmark(src)
+            try:
+                chunk = src.recv(1 if urgent else min(amount, CHUNK), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            try:
+                flags = socket.MSG_DONTWAIT | (socket.MSG_OOB if urgent else 0)
+                sent = dst.send(chunk, flags | getattr(socket, "MSG_NOSIGNAL", 0))
+            except BlockingIOError:
+                link.waiting, max_reached = True, False
+                break
+            except OSError as e:
+                src.recv(len(chunk), socket.MSG_DONTWAIT)  # the kernel loses it too
+                err = errno.EPIPE if self._cant_send(dst) or e.errno == errno.EPIPE else (e.errno or errno.EIO)
+                break
+            src.recv(sent, socket.MSG_DONTWAIT)
+            self.counters[link.sfd] += sent
+            self._hop_note_out(dst, hops.take(sent, datagram=False))
+            if sent < len(chunk):
+                link.waiting, max_reached = True, False
+                break
+            if max_reached and self.counters[link.sfd] >= link.max:
+                break
+        if self.links.get(link.sfd) is link:
+            self._finish(link, err, max_reached, eof)
+
+    def _at_eof(self, link: Link) -> bool:
+        try:
+            return link.source.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError as e:
+            self.errors[link.sfd] = e.errno or errno.EIO
+            return True
+
+    def _pass_datagram(self, link: Link) -> None:
+        src, dst = link.source, link.drain
+        link.waiting = False
+        max_reached = False
+        err = 0
+        while True:
+            check = self._checks(link)
+            if check is not None:
+                err = check
+                break
+            try:
+                data, sender = src.recvfrom(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                err = e.errno or errno.EIO
+                break
+            size = len(data)
+            if link.max and size >= link.max - self.counters[link.sfd]:
+                max_reached = True  # this datagram reaches max, or does not fit
+            hops = self._hops_for(self._hop_key_in(src, _addr(sender)))
+            if link.personality.eloop and hops.first() >= M_MAXLOOP:
+                err = errno.ELOOP
+                break
+            if size > _sndbuf(dst):
+                err = errno.EMSGSIZE
+                break
+            if link.max and self.counters[link.sfd] + size > link.max:
+                break
+            try:
+                dst.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                link.waiting, max_reached = True, False
+                break
+            except OSError as e:
+                src.recv(1, socket.MSG_DONTWAIT)  # the kernel loses it too
+                err = e.errno or errno.EIO
+                break
+            src.recv(1, socket.MSG_DONTWAIT)  # consumes the whole datagram
+            self.counters[link.sfd] += size
+            self._hop_note_out(dst, hops.take(size, datagram=True))
+            if max_reached and self.counters[link.sfd] == link.max:
+                break
+        if self.links.get(link.sfd) is link:
+            self._finish(link, err, max_reached, eof=False)
+
+
+class EmulatedSplicer:
+    """SO_SPLICE semantics in user space, for any kernel (semantics appendix A)."""
+
+    def __init__(self, personality: Personality = OPENBSD) -> None:
+        self.personality = personality
+        self.engine = Engine.get()
+
+    # ---- the option
+
+    def setopt(self, source: socket.socket, value: bytes | int | None, optlen: int = 0) -> None:
+        """Decode the option value the way sosetopt does, then splice."""
+        p = self.personality
+        size = struct.calcsize("=i4xqqq")
+        if value is None:
+            if optlen > MCLBYTES:
+                raise oserror("EINVAL", "option longer than MCLBYTES")
+            if p.int_form:
+                self._splice(source, -1, 0, None)
+                return
+            raise oserror("EFAULT" if optlen else "EINVAL", "NULL option value")
+        if isinstance(value, int):
+            if not p.int_form:
+                raise oserror("EINVAL", "option shorter than struct splice")
+            self._splice(source, value, 0, None)
+            return
+        if len(value) > MCLBYTES:
+            raise oserror("EINVAL", "option longer than MCLBYTES")
+        if len(value) < 4:
+            raise oserror("EINVAL", "option shorter than an int")
+        if len(value) < size:
+            if not p.int_form:
+                raise oserror("EINVAL", "option shorter than struct splice")
+            self._splice(source, struct.unpack("=i", value[:4])[0], 0, None)
+            return
+        fd, max, sec, usec = unpack_splice(value)
+        self._splice(source, fd, max, (sec, usec))
+
+    def splice(self, source: socket.socket, drain: socket.socket | int, max: int = 0,
+               idle: float = 0.0) -> None:
+        fd = drain if isinstance(drain, int) else drain.fileno()
+        self._splice(source, fd, max, split_idle(idle) if idle else (0, 0))
+
+    def unsplice(self, source: socket.socket) -> None:
+        self._splice(source, -1, 0, None)
+
+    def _splice(self, source: socket.socket, fd: int, max: int, tv: tuple[int, int] | None) -> None:
+        if source.fileno() < 0:
+            raise oserror("EBADF")
+        if self.personality.name == "freebsd":
+            self._splice_freebsd(source, fd, max, tv)
+        else:
+            self._splice_openbsd(source, fd, max, tv)
+
+    def _splice_openbsd(self, source: socket.socket, fd: int, max: int,
+                        tv: tuple[int, int] | None) -> None:
+        """sosplice() in the check order of semantics 2.1."""
+        eng = self.engine
+        if not _splicable(source):
+            raise oserror("EPROTONOSUPPORT", "source protocol cannot splice")
+        if max < 0:
+            raise oserror("EINVAL", "negative max")
+        sec, usec = tv or (0, 0)
+        if sec < 0 or usec < 0 or usec >= 1_000_000:
+            raise oserror("EINVAL", "invalid idle timeval")
+        with eng.cond:
+            if fd < 0:
+                link = eng.links.get(source.fileno())
+                if link is None:
+                    raise oserror("EPROTO", "socket is not spliced")
+                eng.dissolve(link)
+                return
+            drain = self._drain(fd)
+            try:
+                if drain.type != source.type or not _splicable(drain):
+                    raise oserror("EPROTONOSUPPORT", "drain protocol differs")
+                if _listening(source) or _listening(drain):
+                    raise oserror("EOPNOTSUPP", "listening socket")
+                if _is_tcp(source) and not _connected(source):
+                    raise oserror("ENOTCONN", "source not connected")
+                if not _connected(drain):
+                    raise oserror("ENOTCONN", "drain not connected")
+                if source.fileno() in eng.links or fd in eng.drains:
+                    raise oserror("EBUSY", "already spliced")
+            except OSError:
+                drain.detach()
+                raise
+            self._link(source, drain, max, sec + usec / 1e6)
+
+    def _splice_freebsd(self, source: socket.socket, fd: int, max: int,
+                        tv: tuple[int, int] | None) -> None:
+        """so_splice() in the check order of semantics 5.1."""
+        eng = self.engine
+        sec, usec = tv or (0, 0)
+        with eng.cond:
+            if fd < 0:
+                if _listening(source):
+                    raise oserror("EINVAL", "listening socket")
+                link = eng.links.get(source.fileno())
+                if link is None:
+                    raise oserror("ENOTCONN", "socket is not spliced")
+                eng.dissolve(link)
+                return
+            drain = self._drain(fd)
+            try:
+                if max < 0:
+                    raise oserror("EINVAL", "negative max")
+                for s in (source, drain):
+                    if not (_splicable(s) and _is_tcp(s)):
+                        raise oserror("EPROTONOSUPPORT", "FreeBSD splices TCP only")
+                if source.fileno() not in eng.links:
+                    eng.counters[source.fileno()] = 0  # reset before the state checks
+                if _listening(source):
+                    raise oserror("EINVAL", "listening source")
+                if not _connected(source):
+                    raise oserror("ENOTCONN", "source not connected")
+                if source.fileno() in eng.links:
+                    raise oserror("EBUSY", "source already spliced")
+                if _listening(drain):
+                    raise oserror("EINVAL", "listening drain")
+                if not _connected(drain):
+                    raise oserror("ENOTCONN", "drain not connected")
+                if fd in eng.drains:
+                    raise oserror("EBUSY", "drain already spliced")
+            except OSError:
+                drain.detach()
+                raise
+            self._link(source, drain, max, max_idle(sec, usec))
+
+    def _drain(self, fd: int) -> socket.socket:
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            raise oserror("EBADF", "drain descriptor not open") from None
+        if not stat.S_ISSOCK(mode):
+            raise oserror("ENOTSOCK", "drain is not a socket")
+        return _borrow(fd)
+
+    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
+        src = _borrow(source.fileno())
+        try:
+            oobinline = bool(src.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)) if _is_tcp(src) else False
+        except OSError:
+            oobinline = False
+        link = Link(source=src, drain=drain, max=max, idle=idle, tcp=_is_tcp(src),
+                    oobinline=oobinline, personality=self.personality)
+        self.engine.link(link)
+
+    # ---- reading the state
+
+    def length(self, source: socket.socket) -> int:
+        with self.engine.cond:
+            return self.engine.counters.get(source.fileno(), 0)
+
+    def error(self, sock: socket.socket) -> int:
+        with self.engine.cond:
+            err = self.engine.errors.pop(sock.fileno(), 0)
+        return err or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+    def spliced(self, sock: socket.socket) -> bool:
+        with self.engine.cond:
+            return sock.fileno() in self.engine.links
+
+    # ---- the application's calls on spliced sockets (3.9)
+
+    def wait_readable(self, sock: socket.socket, timeout: float | None,
+                      exceptional: bool = False) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        eng = self.engine
+        with eng.cond:
+            while sock.fileno() in eng.links:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                eng.cond.wait(left)
+            if eng.errors.get(sock.fileno()):
+                return True
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        r, _, x = select.select([sock], [], [sock] if exceptional else [], left)
+        return bool(r or x)
+
+    def recv(self, sock: socket.socket, size: int, flags: int = 0) -> bytes:
+        if flags & socket.MSG_OOB:
+            return sock.recv(size, flags)
+        eng = self.engine
+        nonblocking = sock.gettimeout() == 0.0 or bool(flags & socket.MSG_DONTWAIT)
+        with eng.cond:
+            while sock.fileno() in eng.links and self.personality.spliced_read_blocks:
+                err = eng.errors.pop(sock.fileno(), 0)
+                if err:
+                    raise OSError(err, os.strerror(err))
+                if nonblocking:
+                    raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                eng.cond.wait()
+            err = eng.errors.get(sock.fileno(), 0)
+            if err:
+                try:
+                    with _nowait(sock) as s:
+                        data = s.recv(size, flags | socket.MSG_DONTWAIT)
+                    if data:
+                        return data
+                except BlockingIOError:
+                    pass
+                if not flags & socket.MSG_PEEK:
+                    eng.errors.pop(sock.fileno(), None)
+                raise OSError(err, os.strerror(err))
+        return sock.recv(size, flags)
+
+    def send(self, sock: socket.socket, data: bytes, flags: int = 0) -> int:
+        with self.engine.cond:
+            err = self.engine.errors.pop(sock.fileno(), 0)
+        if err:
+            raise OSError(err, os.strerror(err))
+        return sock.send(data, flags)
+
+    def shutdown(self, sock: socket.socket, how: int) -> None:
+        eng = self.engine
+        with eng.cond:
+            sock.shutdown(how)
+            fd = sock.fileno()
+            if how in (socket.SHUT_RD, socket.SHUT_RDWR) and _is_tcp(sock):
+                with _nowait(sock) as s:
+                    self._flush(s)  # sorflush(): queued data is discarded
+            for link in list(eng.links.values()):
+                if fd in (link.sfd, link.dfd):
+                    eng._pass(link)
+
+    @staticmethod
+    def _flush(sock: socket.socket) -> None:
+        while True:
+            try:
+                if not sock.recv(CHUNK, socket.MSG_DONTWAIT):
+                    return
+            except OSError:
+                return
+
+    def close(self, sock: socket.socket) -> None:
+        eng = self.engine
+        with eng.cond:
+            fd = sock.fileno()
+            if fd >= 0:
+                for link in list(eng.links.values()):
+                    if fd in (link.sfd, link.dfd):
+                        eng.dissolve(link)
+                eng.counters.pop(fd, None)
+                eng.errors.pop(fd, None)
+                for key in [k for k in eng.hops if _owned_by(sock, k)]:
+                    del eng.hops[key]
+            sock.close()
+
+
+def _owned_by(sock: socket.socket, key: tuple[Addr, Addr | None]) -> bool:
+    try:
+        local = _addr(sock.getsockname())
+    except OSError:
+        return False
+    try:
+        peer = _addr(sock.getpeername())
+    except OSError:
+        peer = None
+    return key in ((local, peer), (local, None))
+
+
+def max_idle(sec: int, usec: int) -> float:
+    """FreeBSD does not validate sp_idle; a negative one means none."""
+    value = sec + usec / 1e6
+    return value if value > 0 else 0.0
+

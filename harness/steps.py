@@ -1,0 +1,704 @@
+"""The step vocabulary that roles execute, after upstream's funcs.pl.
+
+A role's steps run in order inside its agent process. Log lines keep
+upstream's texts (LEN, MD5, LENGTHS, ERROR IN/OUT, Timeout, Big, Max, End,
+Spliced, Read, SPLICELEN) so that checks read like check_logs; errno values
+are logged by symbol.
+
+Stdlib only: this module travels to the remote host with the agent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import select
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .splice.api import Splicer, errno_name, host_abi, pack_splice
+
+CYCLE = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\n"
+
+
+class RoleError(Exception):
+    """A role gives up: upstream's die(). The text goes to the log."""
+
+
+def stream_bytes(length: int, start: int = 0) -> bytes:
+    """Upstream's generator: length-1 characters of the 63-cycle, then a newline."""
+    if length <= 0:
+        return b""
+    body = bytes(CYCLE[(start + i) % len(CYCLE)] for i in range(length - 1))
+    return body + b"\n"
+
+
+def datagram_payloads(lengths: list[int]) -> list[bytes]:
+    """write_datagram's payloads: the cycle continues across datagrams."""
+    out, pos = [], 0
+    for n in lengths:
+        if n == 0:
+            out.append(b"")
+            continue
+        body = bytes(CYCLE[(pos + i) % len(CYCLE)] for i in range(n - 1))
+        pos += n - 1
+        out.append(body + b"\n")
+    return out
+
+
+@dataclass
+class Ctx:
+    """What a role's steps work on: its sockets (upstream's STDIN/STDOUT), options and log."""
+
+    role: str
+    opts: dict[str, Any]
+    mode: str  # "copy" or "splice"
+    protocol: str
+    splicer: Splicer
+    scale: float
+    log: Callable[[str], None]
+    stdin: socket.socket | None = None
+    stdout: socket.socket | None = None
+    errignore: bool = False
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    def opt(self, name: str, default: Any = None) -> Any:
+        value = self.opts.get(name)
+        return default if value is None else value
+
+    def seconds(self, value: float) -> float:
+        """A scenario duration under the time scale."""
+        return value * self.scale
+
+    def sleep(self, value: float) -> None:
+        time.sleep(self.seconds(value))
+
+    @property
+    def src(self) -> socket.socket:
+        if self.stdin is None:
+            raise RoleError(f"{self.role} has no input socket")
+        return self.stdin
+
+    @property
+    def dst(self) -> socket.socket:
+        if self.stdout is None:
+            raise RoleError(f"{self.role} has no output socket")
+        return self.stdout
+
+    def die(self, text: str) -> RoleError:
+        return RoleError(f"{self.role.capitalize()} {text}")
+
+    def log_errors(self) -> None:
+        self.log(f"ERROR IN: {so_error(self, self.stdin)}")
+        self.log(f"ERROR OUT: {so_error(self, self.stdout)}")
+
+
+def so_error(ctx: Ctx, sock: socket.socket | None) -> str:
+    """SO_ERROR by name; empty when the socket is gone (upstream prints nothing then)."""
+    if sock is None or sock.fileno() < 0:
+        return ""
+    try:
+        return errno_name(ctx.splicer.error(sock))
+    except OSError:
+        return ""
+
+
+def strerror(e: OSError) -> str:
+    return os.strerror(e.errno) if e.errno else str(e)
+
+
+STEPS: dict[str, Callable[..., None]] = {}
+
+
+def step(fn: Callable[..., None]) -> Callable[..., None]:
+    STEPS[fn.__name__] = fn
+    return fn
+
+
+# ---- client side
+
+
+@step
+def write_stream(ctx: Ctx, length: int | None = None) -> None:
+    n = length if length is not None else ctx.opt("len", 251)
+    data = stream_bytes(n)
+    pause = ctx.opt("sleep")
+    try:
+        if pause:
+            for i in range(len(data)):
+                ctx.dst.sendall(data[i : i + 1])
+                ctx.sleep(pause)
+        else:
+            ctx.dst.sendall(data)
+    except OSError as e:
+        raise ctx.die(f"print failed: {strerror(e)}") from e
+    ctx.log(f"LEN: {n}")
+    ctx.log(f"MD5: {hashlib.md5(data).hexdigest()}")
+
+
+@step
+def write_oob(ctx: Ctx, length: int | None = None) -> None:
+    """The stream in pieces; every '9' is sent as the urgent byte of its piece."""
+    n = length if length is not None else ctx.opt("len", 251)
+    data = stream_bytes(n)
+    md5 = hashlib.md5()
+    piece = b""
+    try:
+        for i in range(len(data)):
+            c = data[i : i + 1]
+            piece += c
+            if c == b"9":
+                md5.update(b"[9]")
+                ctx.dst.send(piece, socket.MSG_OOB)
+                ctx.sleep(0.1 / max(ctx.scale, 1e-9) * ctx.scale)  # upstream's fixed 0.1 s gap
+                piece = b""
+            else:
+                md5.update(c)
+                if c == b"\n":
+                    ctx.dst.sendall(piece)
+                    piece = b""
+        if piece:
+            ctx.dst.sendall(piece)
+    except OSError as e:
+        raise ctx.die(f"send failed: {strerror(e)}") from e
+    ctx.log(f"LEN: {n}")
+    ctx.log(f"MD5: {md5.hexdigest()}")
+
+
+@step
+def write_datagram(ctx: Ctx, length: int | None = None) -> None:
+    lengths = list(ctx.opt("lengths") or [length if length is not None else ctx.opt("len", 251)])
+    pause = ctx.opt("sleep")
+    total = 0
+    for num, payload in enumerate(datagram_payloads(lengths)):
+        try:
+            written = ctx.dst.send(payload)
+        except OSError as e:
+            raise ctx.die(f"syswrite number {num} failed: {strerror(e)}") from e
+        if written != len(payload):
+            raise ctx.die(f"syswrite length {len(payload)} did write {written}")
+        total += written
+        if pause:
+            ctx.sleep(pause)
+    ctx.log(f"LEN: {total}")
+    ctx.log("LENGTHS: " + " ".join(str(n) for n in lengths))
+    ctx.log(f"MD5: {hashlib.md5(b''.join(datagram_payloads(lengths))).hexdigest()}")
+
+
+@step
+def solingerout(ctx: Ctx) -> None:
+    ctx.dst.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@step
+def solingerin(ctx: Ctx) -> None:
+    ctx.src.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+# ---- server side
+
+
+@step
+def read_stream(ctx: Ctx) -> None:
+    limit = ctx.opt("max")
+    md5 = hashlib.md5()
+    total = 0
+    while True:
+        try:
+            buf = ctx.src.recv(1 << 16)
+        except OSError as e:
+            raise ctx.die(f"read failed: {strerror(e)}") from e
+        if not buf:
+            break
+        if limit and total + len(buf) >= limit:
+            # upstream reads lines; it stops at the first line that reaches max
+            cut = buf.find(b"\n", limit - total - 1)
+            buf = buf if cut < 0 else buf[: cut + 1]
+            md5.update(buf)
+            total += len(buf)
+            ctx.log("Max")
+            break
+        md5.update(buf)
+        total += len(buf)
+    ctx.log(f"LEN: {total}")
+    ctx.log(f"MD5: {md5.hexdigest()}")
+
+
+@step
+def read_oob(ctx: Ctx) -> None:
+    size = ctx.opt("size", 4091)
+    inline = bool(ctx.opt("oobinline"))
+    md5 = hashlib.md5()
+    total = 0
+    while True:
+        select.select([ctx.src], [], [] if inline else [ctx.src])
+        if sockatmark(ctx.src):
+            if inline:
+                buf = ctx.src.recv(1)
+                md5.update(b"[" + buf + b"]")
+                total += len(buf)
+            else:
+                try:
+                    buf = ctx.src.recv(1, socket.MSG_OOB)
+                    if buf:
+                        ctx.log(f"OOB: {buf.decode(errors='replace')}")
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise ctx.die(f"recv OOB failed: {strerror(e)}") from e
+        buf = ctx.src.recv(size)
+        if not buf:
+            break
+        md5.update(buf)
+        total += len(buf)
+    ctx.log(f"LEN: {total}")
+    ctx.log(f"MD5: {md5.hexdigest()}")
+
+
+@step
+def read_datagram(ctx: Ctx) -> None:
+    limit = ctx.opt("max")
+    idle = ctx.opt("idle")
+    size = ctx.opt("size", 1 << 16)
+    md5 = hashlib.md5()
+    total = 0
+    lengths: list[int] = []
+    while True:
+        if idle and not select.select([ctx.src], [], [], ctx.seconds(idle))[0]:
+            ctx.log("Timeout")
+            break
+        buf = ctx.src.recv(size)
+        total += len(buf)
+        lengths.append(len(buf))
+        md5.update(buf)
+        if limit and total >= limit:
+            break
+    ctx.log(f"LEN: {total}")
+    ctx.log("LENGTHS: " + " ".join(str(n) for n in lengths))
+    ctx.log(f"MD5: {md5.hexdigest()}")
+
+
+# ---- relay side
+
+
+def sockatmark(sock: socket.socket) -> bool:
+    import fcntl
+    import termios
+
+    req = getattr(termios, "SIOCATMARK", 0x8905 if os.uname().sysname == "Linux" else 0x40047307)
+    return bool(struct.unpack("i", fcntl.ioctl(sock.fileno(), req, b"\0\0\0\0"))[0])
+
+
+@step
+def relay(ctx: Ctx) -> None:
+    if ctx.mode == "copy":
+        relay_copy(ctx)
+    elif ctx.mode == "splice":
+        if ctx.protocol == "tcp":
+            relay_splice_stream(ctx)
+        else:
+            relay_splice_datagram(ctx)
+    else:
+        raise ctx.die(f"unknown forward name: {ctx.mode}")
+    ctx.log_errors()
+
+
+@step
+def relay_copy(ctx: Ctx) -> None:
+    if ctx.protocol == "tcp":
+        relay_copy_stream(ctx)
+    else:
+        relay_copy_datagram(ctx)
+
+
+def _wait_writable(sock: socket.socket) -> None:
+    select.select([], [sock], [])
+
+
+def relay_copy_stream(ctx: Ctx) -> None:
+    limit = ctx.opt("max", 0)
+    idle = ctx.opt("idle")
+    size = ctx.opt("size", 8093)
+    inline = bool(ctx.opt("oobinline"))
+    sp = ctx.splicer
+    total = 0
+    while True:
+        ready = sp.wait_readable(ctx.src, ctx.seconds(idle) if idle else None, exceptional=not inline)
+        if idle and not ready:
+            ctx.log("Timeout")
+            break
+        if sockatmark(ctx.src):
+            if inline:
+                buf = sp.recv(ctx.src, 1)
+                total += len(buf)
+                ctx.dst.send(buf, socket.MSG_OOB)
+            else:
+                try:
+                    buf = sp.recv(ctx.src, 1, socket.MSG_OOB)
+                    if buf:
+                        ctx.log(f"OOB: {buf.decode(errors='replace')}")
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise ctx.die(f"recv OOB failed: {strerror(e)}") from e
+        if ctx.opt("nonblocking"):
+            sp.wait_readable(ctx.src, None)
+        try:
+            buf = sp.recv(ctx.src, min(limit, size) if limit else size)
+        except BlockingIOError:
+            continue
+        except OSError as e:
+            raise ctx.die(f"sysread at {total} failed: {strerror(e)}") from e
+        if not buf:
+            ctx.log("End")
+            break
+        if limit and total + len(buf) > limit:
+            buf = buf[: limit - total]
+        off = 0
+        while off < len(buf):
+            if ctx.opt("nonblocking"):
+                _wait_writable(ctx.dst)
+            try:
+                written = ctx.dst.send(buf[off:])
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                if e.errno == errno.ETIMEDOUT:
+                    continue
+                raise ctx.die(f"syswrite at {total} failed: {strerror(e)}") from e
+            off += written
+            total += written
+        if limit and total == limit:
+            ctx.log("Big")
+            ctx.log("Max")
+            break
+    ctx.log(f"LEN: {total}")
+
+
+def relay_copy_datagram(ctx: Ctx) -> None:
+    limit = ctx.opt("max", 0)
+    idle = ctx.opt("idle")
+    size = ctx.opt("size", 1 << 16)
+    sp = ctx.splicer
+    total = 0
+    num = 0
+    while True:
+        if idle:
+            if not sp.wait_readable(ctx.src, ctx.seconds(idle)):
+                ctx.log("Timeout")
+                break
+        elif ctx.opt("nonblocking"):
+            sp.wait_readable(ctx.src, None)
+        try:
+            buf = sp.recv(ctx.src, size)
+        except OSError as e:
+            raise ctx.die(f"sysread number {num} failed: {strerror(e)}") from e
+        if limit and total + len(buf) > limit:
+            ctx.log("Max")
+            break
+        if ctx.opt("nonblocking"):
+            _wait_writable(ctx.dst)
+        try:
+            written = ctx.dst.send(buf)
+        except OSError as e:
+            raise ctx.die(f"syswrite number {num} failed: {strerror(e)}") from e
+        if written != len(buf):
+            raise ctx.die(f"syswrite read {len(buf)} did write {written}")
+        total += written
+        num += 1
+        if limit and total == limit:
+            ctx.log("Big")
+            ctx.log("Max")
+            break
+    ctx.log(f"LEN: {total}")
+
+
+def _splice_error(ctx: Ctx) -> int:
+    err = ctx.splicer.error(ctx.src)
+    if err and err not in (errno.ETIMEDOUT, errno.EFBIG):
+        raise ctx.die(f"splice failed: {os.strerror(err)}")
+    return err
+
+
+def _wait_dissolved(ctx: Ctx) -> None:
+    sp = ctx.splicer
+    if ctx.opt("readblocking"):
+        while True:
+            try:
+                buf = sp.recv(ctx.src, 1 << 16)
+            except BlockingIOError:
+                if not ctx.opt("nonblocking"):
+                    raise
+                # upstream busy-loops here; poll the kernel's view instead of spinning
+                sp.wait_readable(ctx.src, 0.01)
+                continue
+            except OSError as e:
+                raise ctx.die(f"read blocking failed: {strerror(e)}") from e
+            if buf:
+                raise ctx.die(f"read blocking has data: {len(buf)}")
+            break
+        ctx.log("Read")
+    else:
+        sp.wait_readable(ctx.src, None)
+
+
+def relay_splice_stream(ctx: Ctx) -> None:
+    limit = ctx.opt("max", 0)
+    idle = ctx.opt("idle", 0)
+    sp = ctx.splicer
+    total = 0
+    err = 0
+    for _round in range(2):  # one more round after a short splice
+        splicemax = limit - total if limit else 0
+        try:
+            sp.splice(ctx.src, ctx.dst, splicemax, ctx.seconds(idle))
+        except OSError as e:
+            raise ctx.die(f"splice stdin to stdout failed: {strerror(e)}") from e
+        ctx.log("Spliced")
+        _wait_dissolved(ctx)
+        err = _splice_error(ctx)
+        splicelen = sp.length(ctx.src)
+        ctx.log(f"SPLICELEN: {splicelen}")
+        if limit and splicelen > splicemax:
+            raise ctx.die(f"splice len {splicelen} greater than max {splicemax}")
+        total += splicelen
+        if not (limit and limit > total):
+            break
+    _splice_check(ctx, idle, limit, total, err)
+    ctx.log(f"LEN: {total}")
+
+
+def relay_splice_datagram(ctx: Ctx) -> None:
+    limit = ctx.opt("max", 0)
+    idle = ctx.opt("idle", 0)
+    sp = ctx.splicer
+    try:
+        sp.splice(ctx.src, ctx.dst, limit, ctx.seconds(idle))
+    except OSError as e:
+        raise ctx.die(f"splice stdin to stdout failed: {strerror(e)}") from e
+    ctx.log("Spliced")
+    sp.wait_readable(ctx.src, None)
+    err = _splice_error(ctx)
+    splicelen = sp.length(ctx.src)
+    ctx.log(f"SPLICELEN: {splicelen}")
+    if limit and splicelen > limit:
+        raise ctx.die(f"splice len {splicelen} greater than max {limit}")
+    total = splicelen
+    if limit and limit > total:
+        try:
+            total += len(sp.recv(ctx.src, limit - total))
+        except OSError as e:
+            raise ctx.die(f"sysread stdin max failed: {strerror(e)}") from e
+    _splice_check(ctx, idle, limit, total, err)
+    ctx.log(f"LEN: {splicelen}")
+
+
+def _splice_check(ctx: Ctx, idle: float, limit: int, total: int, err: int) -> None:
+    if idle and err == errno.ETIMEDOUT:
+        ctx.log("Timeout")
+    if limit and err == errno.EFBIG:
+        ctx.log("Big")
+    if limit and limit == total:
+        ctx.log("Max")
+    elif limit and limit < total:
+        raise ctx.die(f"max {limit} less than len {total}")
+    elif limit and limit > total and err == errno.EFBIG:
+        raise ctx.die(f"max {limit} greater than len {total}")
+    elif not err:
+        try:
+            buf = ctx.splicer.recv(ctx.src, 1 << 16)
+        except OSError as e:
+            raise ctx.die(f"sysread stdin failed: {strerror(e)}") from e
+        if buf:
+            raise ctx.die(f"sysread stdin has data: {len(buf)}")
+        ctx.log("End")
+
+
+@step
+def ioflip(ctx: Ctx) -> None:
+    ctx.stdin, ctx.stdout = ctx.stdout, ctx.stdin
+
+
+@step
+def errignore(ctx: Ctx) -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    ctx.errignore = True
+
+
+@step
+def shutin(ctx: Ctx) -> None:
+    ctx.splicer.shutdown(ctx.src, socket.SHUT_RD)
+
+
+@step
+def shutout(ctx: Ctx) -> None:
+    ctx.splicer.shutdown(ctx.dst, socket.SHUT_WR)
+
+
+@step
+def sleep(ctx: Ctx, seconds: float) -> None:
+    ctx.sleep(seconds)
+
+
+def run_steps(ctx: Ctx, steps: list[Any]) -> None:
+    for item in steps:
+        name, args = (item, []) if isinstance(item, str) else (item[0], list(item[1:]))
+        fn = STEPS.get(name)
+        if fn is None:
+            raise RoleError(f"unknown step {name!r}")
+        fn(ctx, *args)
+
+
+# ---- API scripts (upstream error/): socket operations on one host
+
+
+API_OPS: dict[str, Callable[..., None]] = {}
+
+
+def api_op(fn: Callable[..., None]) -> Callable[..., None]:
+    API_OPS[fn.__name__] = fn
+    return fn
+
+
+@dataclass
+class ApiState:
+    splicer: Splicer
+    scale: float
+    socks: dict[str, socket.socket] = field(default_factory=dict)
+
+    def fd(self, ref: str | int) -> int:
+        return ref if isinstance(ref, int) else self.socks[ref].fileno()
+
+    def close_all(self) -> None:
+        for s in self.socks.values():
+            with contextlib.suppress(OSError):
+                self.splicer.close(s)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@api_op
+def tcp(st: ApiState, name: str) -> None:
+    st.socks[name] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+
+@api_op
+def udp(st: ApiState, name: str) -> None:
+    st.socks[name] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+@api_op
+def unix(st: ApiState, name: str) -> None:
+    st.socks[name] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
+@api_op
+def tcp_listen(st: ApiState, name: str, backlog: int = 5) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((LOOPBACK, 0))
+    s.listen(backlog)
+    st.socks[name] = s
+
+
+@api_op
+def tcp_connect(st: ApiState, name: str, listener: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(st.socks[listener].getsockname())
+    s.settimeout(None)
+    st.socks[name] = s
+
+
+@api_op
+def accept(st: ApiState, name: str, listener: str) -> None:
+    lsock = st.socks[listener]
+    lsock.settimeout(10)
+    s, _ = lsock.accept()
+    s.settimeout(None)
+    st.socks[name] = s
+
+
+@api_op
+def udp_bind(st: ApiState, name: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((LOOPBACK, 0))
+    st.socks[name] = s
+
+
+@api_op
+def udp_connect(st: ApiState, name: str, peer: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(st.socks[peer].getsockname())
+    st.socks[name] = s
+
+
+@api_op
+def splice(st: ApiState, source: str, drain: str | int, max: int | None = None,
+           idle: float | None = None) -> None:
+    """setsplice(): int form without max and idle, the struct with them (like BSD::Socket::Splice)."""
+    if max is None and idle is None and st.splicer.personality.int_form:
+        st.splicer.setopt(st.socks[source], st.fd(drain))
+    else:
+        st.splicer.splice(st.socks[source], st.fd(drain), max or 0, idle or 0.0)
+
+
+@api_op
+def setopt(st: ApiState, source: str, form: str, drain: str | int = -1, max: int = 0,
+           tv: list[int] | None = None, optlen: int = 0) -> None:
+    """The raw option value: 'int', 'short' (2 bytes), 'null', or 'struct' (tv = raw timeval)."""
+    sock = st.socks[source]
+    fd = st.fd(drain)
+    if form == "int":
+        st.splicer.setopt(sock, struct.pack("=i", fd))
+    elif form == "short":
+        st.splicer.setopt(sock, struct.pack("=h", fd))
+    elif form == "null":
+        st.splicer.setopt(sock, None, optlen)
+    elif form == "struct":
+        sec, usec = tv or (0, 0)
+        st.splicer.setopt(sock, pack_splice(fd, max, abi=host_abi(), tv=(sec, usec)))
+    else:
+        raise RoleError(f"unknown option form {form!r}")
+
+
+@api_op
+def unsplice(st: ApiState, source: str) -> None:
+    st.splicer.unsplice(st.socks[source])
+
+
+@api_op
+def send(st: ApiState, name: str, text: str) -> None:
+    st.splicer.send(st.socks[name], text.encode())
+
+
+@api_op
+def recv(st: ApiState, name: str, expect: str | None = None) -> None:
+    """A blocking read (10 s deadline); with `expect`, the data must be exactly that."""
+    sock = st.socks[name]
+    if not st.splicer.wait_readable(sock, 10.0):
+        raise RoleError(f"recv {name}: nothing readable within 10 s")
+    data = st.splicer.recv(sock, 1 << 16, socket.MSG_DONTWAIT)
+    if expect is not None and data != expect.encode():
+        raise RoleError(f"recv {name}: got {data!r}, expected {expect.encode()!r}")
+
+
+@api_op
+def length(st: ApiState, name: str, expect: int) -> None:
+    got = st.splicer.length(st.socks[name])
+    if got != expect:
+        raise RoleError(f"splice length of {name}: got {got}, expected {expect}")
+
+
+@api_op
+def error(st: ApiState, name: str, expect: str) -> None:
+    got = errno_name(st.splicer.error(st.socks[name]))
+    if got != expect:
+        raise RoleError(f"SO_ERROR of {name}: got {got}, expected {expect}")

@@ -1,0 +1,168 @@
+"""A role process and its event stream, whatever runs it (a local python, or ssh).
+
+The controller waits on events with deadlines; a wait that expires says what it
+waited for, how long, and the tail of the role's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+STARTED: dict[int, str] = {}  # process group id -> what it was, for the end-of-run check
+
+
+def surviving_groups() -> list[str]:
+    """Process groups this process started that still have a member."""
+    alive = []
+    for pgid, what in STARTED.items():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        alive.append(f"process group {pgid} ({what}) is still running")
+    return alive
+
+
+class WaitTimeout(AssertionError):
+    """A role did not produce an awaited event in time."""
+
+
+class RoleProcess:
+    """One agent process: its JSON events, its log file, its end."""
+
+    def __init__(self, name: str, argv: list[str], spec: dict[str, Any], logdir: Path,
+                 env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+        self.name = name
+        self.events: list[dict[str, Any]] = []
+        self.cond = threading.Condition()
+        self.logpath = logdir / f"{name}.log"
+        self._log = self.logpath.open("w")
+        self._stderr = (logdir / f"{name}.stderr").open("w")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            env=env, cwd=cwd, start_new_session=True,
+        )
+        self.pid = self.proc.pid
+        STARTED[self.pid] = f"{name}: {' '.join(argv)}"
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(spec).encode())
+        self.proc.stdin.close()
+        self.reader = threading.Thread(target=self._read, name=f"events-{name}", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                event = {"event": "noise", "text": raw.decode(errors="replace").rstrip()}
+            with self.cond:
+                self.events.append(event)
+                if event.get("event") == "log":
+                    self._log.write(f"{event.get('role', self.name)}: {event['text']}\n")
+                    self._log.flush()
+                self.cond.notify_all()
+        self.proc.wait()
+        with self.cond:
+            if self.proc.returncode == -signal.SIGALRM:
+                # upstream's loggrep appends "Alarm" for a child killed by SIGALRM
+                self.events.append({"event": "log", "role": self.name, "text": "Alarm"})
+            self.events.append({"event": "exit", "status": self.proc.returncode})
+            self._log.write(f"exit status {self.proc.returncode}\n")
+            self._log.close()
+            self._stderr.close()
+            self.cond.notify_all()
+
+    # ---- waiting
+
+    def wait_event(self, what: str, match: Any, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            seen = 0
+            while True:
+                for event in self.events[seen:]:
+                    if match(event):
+                        return event
+                seen = len(self.events)
+                if any(e.get("event") == "exit" for e in self.events):
+                    raise WaitTimeout(f"{self.name} exited before {what}\n{self.tail()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeout(f"{self.name}: no {what} within {timeout:g} s\n{self.tail()}")
+                self.cond.wait(left)
+
+    def wait_log(self, pattern: str, timeout: float, role: str | None = None) -> str:
+        regex = re.compile(pattern)
+        role = role or self.name
+        event = self.wait_event(
+            f"log line matching /{pattern}/ from {role}",
+            lambda e: e.get("event") == "log" and e.get("role") == role
+            and regex.search(e["text"]) is not None,
+            timeout,
+        )
+        return str(event["text"])
+
+    def wait_up(self, timeout: float, role: str | None = None) -> None:
+        role = role or self.name
+        self.wait_event(f"'up' from {role}",
+                        lambda e: e.get("event") == "up" and e.get("role") == role, timeout)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise WaitTimeout(f"{self.name}: still running after {timeout:g} s\n{self.tail()}") from None
+        self.reader.join(timeout)
+        return self.proc.returncode
+
+    def logs(self, role: str | None = None) -> list[str]:
+        role = role or self.name
+        with self.cond:
+            return [e["text"] for e in self.events if e.get("event") == "log" and e.get("role") == role]
+
+    def tail(self, lines: int = 15) -> str:
+        with self.cond:
+            texts = [f"  {e.get('role', '?')}: {e['text']}" for e in self.events if e.get("event") == "log"]
+            errors = [f"  error: {e.get('message')}" for e in self.events if e.get("event") == "error"]
+        stderr = ""
+        with contextlib.suppress(OSError):
+            stderr = (self.logpath.parent / f"{self.name}.stderr").read_text()[-1500:]
+        out = "\n".join([f"--- last log lines of {self.name} (pid {self.pid}):", *texts[-lines:], *errors])
+        if stderr.strip():
+            out += f"\n--- stderr of {self.name}:\n{stderr.rstrip()}"
+        return out
+
+    # ---- ending
+
+    def kill(self) -> None:
+        """End the process group this role leads (it may have forked), by its id."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.proc.wait()
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)  # forked children left behind
+        self.reader.join(5)
+
+
+class Target(Protocol):
+    """Where a role runs."""
+
+    name: str
+
+    def spawn(self, role: str, spec: dict[str, Any], logdir: Path) -> RoleProcess: ...
+
+    def describe(self) -> str: ...

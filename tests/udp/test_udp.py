@@ -1,0 +1,24 @@
+"""tests/udp: every UDP case in copy and splice modes (OpenBSD splices UDP; FreeBSD does not)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.cases import Case
+from harness.run import Settings, run_case
+
+from .cases import UDP_CASES
+
+pytestmark = pytest.mark.udp
+
+
+@pytest.mark.parametrize("case", UDP_CASES, ids=[c.id for c in UDP_CASES])
+def test_udp(case: Case, mode: str, settings: Settings, logdir: Path) -> None:
+    if settings.personality == "freebsd" and mode == "splice":
+        pytest.skip("freebsd: FreeBSD splices TCP only (semantics 5.1)")
+    reason = case.skip.get(settings.personality)
+    if reason:
+        pytest.skip(f"{settings.personality}: {reason}")
+    run_case(case, mode, "relay", settings, logdir)
