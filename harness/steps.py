@@ -105,9 +105,23 @@ def so_error(ctx: Ctx, sock: socket.socket | None) -> str:
     if sock is None or sock.fileno() < 0:
         return ""
     try:
-        return errno_name(ctx.splicer.error(sock))
+        code = ctx.splicer.error(sock)
     except OSError:
         return ""
+    return errno_name(code or ctx.vars.get("consumed", {}).pop(sock.fileno(), 0))
+
+
+def send_error(ctx: Ctx, sock: socket.socket, e: OSError) -> OSError:
+    """A failed send as BSD reports it (README "Emulation fidelity", host sockets).
+
+    Linux hands a pending reset to the next send as ECONNRESET and clears it;
+    BSD's sosend sees the dead connection first, fails with EPIPE and leaves
+    so_error set. Keep the reset as the socket's pending error and say EPIPE.
+    """
+    if e.errno == errno.ECONNRESET:
+        ctx.vars.setdefault("consumed", {})[sock.fileno()] = errno.ECONNRESET
+        return OSError(errno.EPIPE, os.strerror(errno.EPIPE))
+    return e
 
 
 def strerror(e: OSError) -> str:
@@ -138,7 +152,7 @@ def write_stream(ctx: Ctx, length: int | None = None) -> None:
         else:
             ctx.dst.sendall(data)
     except OSError as e:
-        raise ctx.die(f"print failed: {strerror(e)}") from e
+        raise ctx.die(f"print failed: {strerror(send_error(ctx, ctx.dst, e))}") from e
     ctx.log(f"LEN: {n}")
     ctx.log(f"MD5: {hashlib.md5(data).hexdigest()}")
 
@@ -167,7 +181,7 @@ def write_oob(ctx: Ctx, length: int | None = None) -> None:
         if piece:
             ctx.dst.sendall(piece)
     except OSError as e:
-        raise ctx.die(f"send failed: {strerror(e)}") from e
+        raise ctx.die(f"send failed: {strerror(send_error(ctx, ctx.dst, e))}") from e
     ctx.log(f"LEN: {n}")
     ctx.log(f"MD5: {md5.hexdigest()}")
 
@@ -372,7 +386,7 @@ def relay_copy_stream(ctx: Ctx) -> None:
             except OSError as e:
                 if e.errno == errno.ETIMEDOUT:
                     continue
-                raise ctx.die(f"syswrite at {total} failed: {strerror(e)}") from e
+                raise ctx.die(f"syswrite at {total} failed: {strerror(send_error(ctx, ctx.dst, e))}") from e
             off += written
             total += written
         if limit and total == limit:
@@ -406,7 +420,7 @@ def relay_copy_datagram(ctx: Ctx) -> None:
         if ctx.opt("nonblocking"):
             _wait_writable(ctx.dst)
         try:
-            written = ctx.dst.send(buf)
+            written = sp.send(ctx.dst, buf)
         except OSError as e:
             raise ctx.die(f"syswrite number {num} failed: {strerror(e)}") from e
         if written != len(buf):
@@ -547,6 +561,126 @@ def sleep(ctx: Ctx, seconds: float) -> None:
     ctx.sleep(seconds)
 
 
+@step
+def alarm(ctx: Ctx, seconds: float) -> None:
+    """The role's own alarm(2), not the framework's: SIGALRM kills it and fails the test."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, ctx.seconds(seconds))
+
+
+@step
+def splice_reverse(ctx: Ctx, idle: float) -> None:
+    """Splice the drain back into the source with an idle timeout (args-idle-reverse)."""
+    try:
+        ctx.splicer.splice(ctx.dst, ctx.src, 0, ctx.seconds(idle))
+    except OSError as e:
+        raise ctx.die(f"splice stdout to stdin failed: {strerror(e)}") from e
+    ctx.log("Spliced reverse")
+
+
+def _fork(ctx: Ctx, body: Callable[[], None]) -> int:
+    """A child beside the relay, as upstream's fork() in a relay func; it never returns."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            if ctx.opt("alarm"):
+                signal.setitimer(signal.ITIMER_REAL, ctx.seconds(ctx.opt("alarm")))
+            body()
+        except BaseException as e:
+            code = 1
+            with contextlib.suppress(OSError):
+                os.write(2, f"{ctx.role} child {os.getpid()}: {type(e).__name__}: {e}\n".encode())
+        os._exit(code)
+    ctx.vars.setdefault("children", []).append(pid)
+    return pid
+
+
+@step
+def fork_reader(ctx: Ctx) -> None:
+    """A child reads the source in 10-byte chunks until EOF (args-relay-read-forked)."""
+    fd = ctx.src.fileno()
+
+    def body() -> None:
+        while True:
+            select.select([fd], [], [])
+            try:
+                if not os.read(fd, 10):
+                    return
+            except BlockingIOError:
+                continue
+
+    _fork(ctx, body)
+
+
+@step
+def fork_writer(ctx: Ctx) -> None:
+    """A child writes a line to the drain every 10 ms (args-relay-write-forked)."""
+    fd = ctx.dst.fileno()
+
+    def body() -> None:
+        while True:
+            with contextlib.suppress(BlockingIOError):
+                os.write(fd, b"\n foo bar\n")
+            time.sleep(ctx.seconds(0.01))
+
+    _fork(ctx, body)
+
+
+@step
+def kill_children(ctx: Ctx) -> None:
+    for pid in ctx.vars.pop("children", []):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+@step
+def close_in_alarm(ctx: Ctx, seconds: float) -> None:
+    """A SIGALRM handler closes the source after `seconds` (args-relay-close-in).
+
+    The close goes through the splicer: closing a spliced socket unsplices it.
+    """
+
+    def handler(_signum: int, _frame: object) -> None:
+        ctx.splicer.close(ctx.src)
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, ctx.seconds(seconds))
+
+
+@step
+def unsplice_forked(ctx: Ctx) -> None:
+    """args-unsplice-forked: a child unsplices the source from its own process after 2 s."""
+
+    def body() -> None:
+        ctx.sleep(2)
+        if ctx.mode == "splice":
+            try:
+                ctx.splicer.unsplice(ctx.src)
+            except OSError as e:
+                raise ctx.die(f"unsplice stdin failed: {strerror(e)}") from e
+
+    pid = _fork(ctx, body)
+    ctx.sleep(1)
+    failure = ""
+    try:
+        relay(ctx)
+    except RoleError as e:
+        failure = str(e)
+    if ctx.mode == "splice" and not failure.startswith("Relay sysread stdin has data:"):
+        raise ctx.die(f"no data after unsplice: {failure or 'relay ended without error'}")
+    ctx.sleep(2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    ctx.vars["children"].remove(pid)
+    if status != 0:
+        raise ctx.die(f"unsplice child status: {status}")
+
+
 def run_steps(ctx: Ctx, steps: list[Any]) -> None:
     for item in steps:
         name, args = (item, []) if isinstance(item, str) else (item[0], list(item[1:]))
@@ -647,7 +781,7 @@ def splice(st: ApiState, source: str, drain: str | int, max: int | None = None,
     if max is None and idle is None and st.splicer.personality.int_form:
         st.splicer.setopt(st.socks[source], st.fd(drain))
     else:
-        st.splicer.splice(st.socks[source], st.fd(drain), max or 0, idle or 0.0)
+        st.splicer.splice(st.socks[source], st.fd(drain), max or 0, (idle or 0.0) * st.scale)
 
 
 @api_op
@@ -698,7 +832,157 @@ def length(st: ApiState, name: str, expect: int) -> None:
 
 
 @api_op
-def error(st: ApiState, name: str, expect: str) -> None:
+def error(st: ApiState, name: str, expect: str | list[str]) -> None:
+    """SO_ERROR (get and clear) must be `expect`, or one of a list of names."""
     got = errno_name(st.splicer.error(st.socks[name]))
+    allowed = [expect] if isinstance(expect, str) else expect
+    if got not in allowed:
+        raise RoleError(f"SO_ERROR of {name}: got {got}, expected {' or '.join(allowed)}")
+
+
+@api_op
+def recv_exact(st: ApiState, name: str, size: int, expect: str | None = None) -> None:
+    """Read exactly `size` bytes within 10 s (a plain socket: the peer side of a splice)."""
+    sock = st.socks[name]
+    data = b""
+    deadline = time.monotonic() + 10.0
+    while len(data) < size:
+        left = deadline - time.monotonic()
+        if left <= 0 or not st.splicer.wait_readable(sock, left):
+            raise RoleError(f"recv_exact {name}: got {len(data)} of {size} bytes within 10 s")
+        chunk = st.splicer.recv(sock, size - len(data), socket.MSG_DONTWAIT)
+        if not chunk:
+            raise RoleError(f"recv_exact {name}: EOF after {len(data)} of {size} bytes")
+        data += chunk
+    if expect is not None and data != expect.encode():
+        raise RoleError(f"recv_exact {name}: got {data!r}, expected {expect.encode()!r}")
+
+
+@api_op
+def readable(st: ApiState, name: str, expect: bool, within: float = 0.0) -> None:
+    """select() readiness as the splicer reports it, within a scaled time."""
+    got = st.splicer.wait_readable(st.socks[name], within * st.scale)
     if got != expect:
-        raise RoleError(f"SO_ERROR of {name}: got {got}, expected {expect}")
+        raise RoleError(f"{name}: readable is {got}, expected {expect}")
+
+
+@api_op
+def queued(st: ApiState, name: str, size: int) -> None:
+    """Wait (10 s deadline) until `size` bytes are in the socket's receive buffer (FIONREAD)."""
+    import fcntl
+    import termios
+
+    sock = st.socks[name]
+    deadline = time.monotonic() + 10.0
+    got = 0
+    while time.monotonic() < deadline:
+        got = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        if got >= size:
+            return
+        select.select([sock], [], [], 0.01)
+    raise RoleError(f"{name}: {got} bytes queued after 10 s, expected {size}")
+
+
+@api_op
+def pause(st: ApiState, seconds: float) -> None:
+    """A scenario pause, under the time scale."""
+    time.sleep(seconds * st.scale)
+
+
+@api_op
+def shutdown(st: ApiState, name: str, how: str) -> None:
+    st.splicer.shutdown(st.socks[name], {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR}[how])
+
+
+@api_op
+def close(st: ApiState, name: str) -> None:
+    st.splicer.close(st.socks.pop(name))
+
+
+@api_op
+def nonblocking(st: ApiState, name: str) -> None:
+    st.socks[name].setblocking(False)
+
+
+@api_op
+def sndbuf(st: ApiState, name: str, size: int) -> None:
+    st.socks[name].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
+@api_op
+def recv_fails(st: ApiState, name: str, expect: str) -> None:
+    """A non-blocking read on the socket must fail with errno `expect`."""
+    try:
+        data = st.splicer.recv(st.socks[name], 1 << 16, socket.MSG_DONTWAIT)
+    except OSError as e:
+        if errno_name(e.errno) != expect:
+            raise RoleError(f"recv {name}: failed with {errno_name(e.errno)}, expected {expect}") from e
+        return
+    raise RoleError(f"recv {name}: returned {len(data)} bytes, expected {expect}")
+
+
+@api_op
+def recv_datagram(st: ApiState, name: str, size: int) -> None:
+    """The next datagram (10 s deadline) must be exactly `size` bytes long."""
+    sock = st.socks[name]
+    if not st.splicer.wait_readable(sock, 10.0):
+        raise RoleError(f"recv_datagram {name}: nothing readable within 10 s")
+    data = st.splicer.recv(sock, 1 << 16, socket.MSG_DONTWAIT)
+    if len(data) != size:
+        raise RoleError(f"recv_datagram {name}: got {len(data)} bytes, expected {size}")
+
+
+@api_op
+def send_datagram(st: ApiState, name: str, size: int) -> None:
+    """One datagram of `size` generator bytes."""
+    payload = datagram_payloads([size])[0]
+    sent = st.socks[name].send(payload)
+    if sent != size:
+        raise RoleError(f"send_datagram {name}: sent {sent} of {size}")
+
+
+@api_op
+def fails(st: ApiState, expect: str, op: list[Any]) -> None:
+    """The operation `op` must fail with errno `expect`."""
+    name, *args = op
+    try:
+        API_OPS[name](st, *args)
+    except OSError as e:
+        if errno_name(e.errno) != expect:
+            raise RoleError(f"{op}: failed with {errno_name(e.errno)}, expected {expect}") from e
+        return
+    raise RoleError(f"{op}: succeeded, expected {expect}")
+
+
+@api_op
+def fill(st: ApiState, name: str) -> None:
+    """Write until the socket's buffers and everything behind them are full (EAGAIN)."""
+    sock = st.socks[name]
+    sock.setblocking(False)
+    chunk = b"x" * (1 << 16)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            sock.send(chunk)
+        except BlockingIOError:
+            if not select.select([], [sock], [], 0.2)[1]:
+                return  # nothing freed up for a while: full
+    raise RoleError(f"fill {name}: still not full after 10 s")
+
+
+@api_op
+def oobinline(st: ApiState, name: str) -> None:
+    st.socks[name].setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+
+
+@api_op
+def send_oob(st: ApiState, name: str, text: str) -> None:
+    """Send `text`; its last byte is the urgent byte."""
+    st.socks[name].send(text.encode(), socket.MSG_OOB)
+
+
+@api_op
+def atmark(st: ApiState, name: str, expect: bool) -> None:
+    got = sockatmark(st.socks[name])
+    if got != expect:
+        raise RoleError(f"{name}: at the urgent mark is {got}, expected {expect}")

@@ -735,6 +735,9 @@ class EmulatedSplicer:
             err = self.engine.errors.pop(sock.fileno(), 0)
         if err:
             raise OSError(err, os.strerror(err))
+        if sock.type == socket.SOCK_DGRAM and len(data) > _sndbuf(sock):
+            # BSD sosend(): an atomic send larger than the send buffer; Linux would take it
+            raise oserror("EMSGSIZE", "datagram larger than the send buffer")
         return sock.send(data, flags)
 
     def shutdown(self, sock: socket.socket, how: int) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from harness.cases import ApiCase
 
+from .semantics import SEMANTICS
+
 LAST = -1
 CONNECTED_PAIR: tuple[tuple[Any, ...], ...] = (
     ("tcp_listen", "L"), ("tcp_connect", "s", "L"), ("tcp_connect", "ss", "L"),
@@ -113,4 +115,4 @@ LP64_QUIRK = case("idle-EINVAL-upstream-packing",
                   (*CONNECTED_PAIR, ("setopt", "s", "struct", "ss", {"max": -1, "tv": [-2, 0]})), "EINVAL",
                   doc="upstream's pack('ixxxxqql!', fd, -1, -1, -1) makes max -1 and tv_sec -2")
 
-API_CASES: list[ApiCase] = [*UPSTREAM, *ORDER_AND_FORMS, LP64_QUIRK]
+API_CASES: list[ApiCase] = [*UPSTREAM, *ORDER_AND_FORMS, LP64_QUIRK, *SEMANTICS]
