@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.run import DEFAULT_TIME_SCALE, Settings
-from harness.splice import BackendError, check_backend_name
+from harness.splice import BackendError, check_backend_class
 from harness.splice.api import PERSONALITIES
 from harness.targets import base as targets_base
 
@@ -37,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     modes = [m.strip() for m in config.getoption("--splice-modes").split(",") if m.strip()]
     scale = config.getoption("--splice-time-scale")
     try:
-        check_backend_name(backend)
+        check_backend_class(backend)
     except BackendError as e:
         raise pytest.UsageError(str(e)) from None
     if personality not in PERSONALITIES:

@@ -28,6 +28,20 @@ def check_backend_name(name: str) -> None:
     )
 
 
+def check_backend_class(name: str) -> None:
+    """For module:Class, import it now so that a typo is one line, not a failure per case."""
+    check_backend_name(name)
+    if name in BACKENDS:
+        return
+    module_name, _, cls_name = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise BackendError(f"splice backend {name!r}: cannot import {module_name}: {e}") from None
+    if not isinstance(getattr(module, cls_name, None), type):
+        raise BackendError(f"splice backend {name!r}: {module_name} has no class {cls_name}")
+
+
 def load_splicer(name: str, personality_name: str = "openbsd") -> Splicer:
     """The splicer for a backend name and a personality name."""
     check_backend_name(name)
