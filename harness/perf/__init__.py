@@ -1,0 +1,1 @@
+"""Throughput of direct, copy-relayed and spliced paths on loopback: `python -m harness.perf`."""

@@ -1,0 +1,75 @@
+"""python -m harness.perf: what splicing buys, direct vs copy vs splice, TCP and UDP on loopback.
+
+Each path is measured in repeated bounded runs (--seconds each); the report gives
+the median and spread of Gbit/s (and datagrams/s for UDP), CPU seconds per GB of
+all processes involved, and the splice/copy factor. socat and haproxy are measured
+beside ours when installed, iperf3 as the reference for the load generators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .measure import OURS, PEERS, Sample, available_peers, iperf3, run_path
+from .procs import PerfError
+from .report import Summary, chart, table, to_json
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m harness.perf", description=__doc__.splitlines()[0])
+    p.add_argument("--proto", default="tcp,udp", help="tcp, udp or both (default tcp,udp)")
+    p.add_argument("--paths", default=",".join(OURS), help="direct,copy,splice (default all)")
+    p.add_argument("--seconds", type=float, default=2.0, help="length of one run (default 2)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per path (default 3)")
+    p.add_argument("--backend", default="emulated", help="splice backend of the relay (default emulated)")
+    p.add_argument("--personality", default="openbsd")
+    p.add_argument("--no-peers", action="store_true", help="do not measure socat, haproxy, iperf3")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--png", type=Path, help="write a bar chart (needs matplotlib)")
+    args = p.parse_args(argv)
+    args.protos = [x for x in args.proto.split(",") if x]
+    args.path_list = [x for x in args.paths.split(",") if x]
+    bad = [x for x in args.protos if x not in ("tcp", "udp")] + [x for x in args.path_list if x not in OURS]
+    if bad or args.seconds <= 0 or args.repeat < 1:
+        p.error(f"invalid value(s): {', '.join(bad) or 'seconds and repeat must be positive'}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    from harness.splice import BackendError, check_backend_class
+
+    try:
+        check_backend_class(args.backend)
+    except BackendError as e:
+        print(f"harness.perf: {e}", file=sys.stderr)
+        return 2
+    rows: list[Summary] = []
+    try:
+        for proto in args.protos:
+            paths = list(args.path_list)
+            if proto == "tcp" and not args.no_peers:
+                paths += [p for p in available_peers() if p in PEERS]
+            for path in paths:
+                samples = [run_path(proto, path, args.seconds, args.backend, args.personality)
+                           for _ in range(args.repeat)]
+                rows.append(Summary.of(proto, path, samples))
+            if proto == "tcp" and not args.no_peers:
+                ref = [s for s in (iperf3(args.seconds) for _ in range(args.repeat)) if s is not None]
+                if ref:
+                    rows.append(Summary.of("tcp", "iperf3", list[Sample](ref)))
+    except PerfError as e:
+        print(f"harness.perf: {e}", file=sys.stderr)
+        return 1
+    meta = {"seconds": args.seconds, "repeat": args.repeat, "backend": args.backend,
+            "personality": args.personality}
+    print(to_json(rows, meta) if args.json else table(rows))
+    if args.png and not chart(rows, args.png):
+        print("harness.perf: no chart: matplotlib is not installed (pip install '.[perf]')", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

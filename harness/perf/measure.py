@@ -1,0 +1,134 @@
+"""One bounded run of one path: bytes through, seconds, CPU seconds of every process involved."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .procs import PerfError, Proc, listening_port
+
+OURS = ("direct", "copy", "splice")
+PEERS = ("socat", "haproxy")  # TCP relays measured beside ours when installed
+START = 10.0  # seconds a process may take to come up
+
+
+@dataclass(frozen=True)
+class Sample:
+    gbps: float
+    dgrams_per_s: float
+    cpu_s_per_gb: float
+
+
+def available_peers() -> list[str]:
+    return [p for p in PEERS if shutil.which(p)]
+
+
+def _haproxy(listener: socket.socket, port: int, workdir: Path) -> Proc:
+    """haproxy with option splice-auto, on a listening socket we bound (it refuses port 0)."""
+    cfg = workdir / "haproxy.cfg"
+    cfg.write_text(
+        "global\n  maxconn 64\n"
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+        f"listen relay\n  bind fd@{listener.fileno()}\n  option splice-auto\n"
+        f"  server sink 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], pass_fds=[listener.fileno()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    wrapped = Proc.__new__(Proc)
+    wrapped.what, wrapped.proc, wrapped.cpu, wrapped._buf = "haproxy", proc, 0.0, b""
+    return wrapped
+
+
+def _socat(port: int) -> tuple[Proc, int]:
+    """socat as a copy relay; it binds port 0 itself and the kernel tells us which port it got."""
+    proc = Proc(["socat", "-b", "65536", "TCP4-LISTEN:0,bind=127.0.0.1,reuseaddr",
+                 f"TCP4:127.0.0.1:{port}"], "socat")
+    return proc, listening_port(proc.proc.pid, START)
+
+
+def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
+             personality: str = "openbsd", size: int = 1472) -> Sample:
+    """Sink, then the relay of `path` (none for direct), then the source for `seconds`."""
+    procs: list[Proc] = []
+    with tempfile.TemporaryDirectory(prefix="sosplice-perf-") as tmp:
+        listener: socket.socket | None = None
+        try:
+            sink = Proc.python("harness.perf.load", "sink", proto, what="sink")
+            procs.append(sink)
+            port = int(sink.event("listening", START)["port"])
+            if path in ("copy", "splice"):
+                relay = Proc.python("harness.perf.relay", path, proto, "127.0.0.1", str(port), backend,
+                                    personality, what=f"{path} relay")
+                procs.append(relay)
+                port = int(relay.event("listening", START)["port"])
+            elif path in PEERS:
+                if proto != "tcp":
+                    raise PerfError(f"{path} is measured for TCP only")
+                if path == "haproxy":
+                    listener = socket.create_server(("127.0.0.1", 0), backlog=5)
+                    procs.append(_haproxy(listener, port, Path(tmp)))
+                    port = listener.getsockname()[1]
+                else:
+                    peer, port = _socat(port)
+                    procs.append(peer)
+            elif path != "direct":
+                raise PerfError(f"unknown path {path!r}")
+            source = Proc.python("harness.perf.load", "source", proto, "127.0.0.1", str(port), str(seconds),
+                                 str(size), what="source")
+            procs.append(source)
+            done = sink.event("done", seconds + 30)
+            source.event("done", 30)
+            for proc in procs:
+                if proc.what in PEERS:
+                    proc.kill()
+                else:
+                    proc.reap(30)
+        finally:
+            for proc in procs:
+                proc.kill()
+            if listener is not None:
+                listener.close()
+    cpu = sum(p.cpu for p in procs)
+    moved = int(done["bytes"])
+    elapsed = float(done["seconds"]) or seconds
+    if not moved:
+        raise PerfError(f"{proto} {path}: nothing arrived at the sink")
+    return Sample(gbps=moved * 8 / elapsed / 1e9, dgrams_per_s=int(done["datagrams"]) / elapsed,
+                  cpu_s_per_gb=cpu / (moved / 1e9))
+
+
+def iperf3(seconds: float) -> Sample | None:
+    """iperf3's own TCP number on loopback, in a private namespace (it will not bind port 0)."""
+    if not shutil.which("iperf3") or not shutil.which("ip") or os.geteuid() != 0:
+        return None
+    ns = f"sosplice-perf-{os.getpid()}"
+    run = ["ip", "netns", "exec", ns]
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    server = None
+    try:
+        subprocess.run([*run, "ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+        server = Proc([*run, "iperf3", "-s", "-1", "--forceflush", "-p", "5201"], "iperf3 server")
+        server.wait_text("Server listening", START)
+        client = subprocess.run([*run, "iperf3", "-c", "127.0.0.1", "-p", "5201", "-t", str(seconds), "-J"],
+                                capture_output=True, text=True, timeout=seconds + 30, check=False)
+        if client.returncode != 0:
+            return None
+        report = json.loads(client.stdout)
+        received = report.get("end", {}).get("sum_received")
+        if not received:
+            return None
+        bps = float(received["bits_per_second"])
+        cpu = report["end"].get("cpu_utilization_percent", {})
+        gb = bps * seconds / 8 / 1e9
+        cpu_s = (float(cpu.get("host_total", 0)) + float(cpu.get("remote_total", 0))) / 100 * seconds
+        return Sample(gbps=bps / 1e9, dgrams_per_s=0.0, cpu_s_per_gb=cpu_s / gb if gb else 0.0)
+    finally:
+        if server is not None:
+            server.kill()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)

@@ -1,0 +1,85 @@
+"""The relay under measurement, after upstream's perf/relay.c: accept, connect, then copy or splice.
+
+    python -m harness.perf.relay copy|splice tcp|udp HOST PORT [BACKEND] [PERSONALITY]
+
+Listens on port 0 and reports it; relays one connection (TCP) or one stream of
+datagrams (UDP, ended by 1 s of idleness), then reports the bytes it moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+from harness.splice import load_splicer
+
+SNDBUF = RCVBUF = 100000  # as relay.c
+UDP_IDLE = 1.0
+
+
+def emit(**fields: object) -> None:
+    os.write(1, (json.dumps(fields) + "\n").encode())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 4 or argv[0] not in ("copy", "splice") or argv[1] not in ("tcp", "udp"):
+        print("usage: python -m harness.perf.relay copy|splice tcp|udp HOST PORT [BACKEND] [PERSONALITY]",
+              file=sys.stderr)
+        return 2
+    mode, proto, host, port = argv[0], argv[1], argv[2], int(argv[3])
+    backend = argv[4] if len(argv) > 4 else "emulated"
+    personality = argv[5] if len(argv) > 5 else "openbsd"
+    splicer = load_splicer(backend, personality)
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    lsock = socket.socket(socket.AF_INET, kind)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    lsock.bind(("127.0.0.1", 0))
+    if proto == "tcp":
+        lsock.listen(5)
+    emit(event="listening", port=lsock.getsockname()[1])
+    out = socket.socket(socket.AF_INET, kind)
+    out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+    if proto == "tcp":
+        src, _ = lsock.accept()
+        out.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    else:
+        src = lsock
+    out.connect((host, port))
+    moved = 0
+    if mode == "splice":
+        splicer.splice(src, out, 0, UDP_IDLE if proto == "udp" else 0.0)
+        splicer.wait_readable(src, None)
+        moved = splicer.length(src)
+    elif proto == "tcp":
+        buf = bytearray(1 << 16)
+        view = memoryview(buf)
+        while True:
+            n = src.recv_into(view)
+            if not n:
+                break
+            out.sendall(view[:n])
+            moved += n
+    else:
+        buf = bytearray(1 << 16)
+        src.settimeout(UDP_IDLE)
+        while True:
+            try:
+                n = src.recv_into(buf)
+            except TimeoutError:
+                break
+            try:
+                out.send(memoryview(buf)[:n])
+                moved += n
+            except OSError:
+                pass
+    if proto == "tcp":
+        out.shutdown(socket.SHUT_WR)
+        out.recv(1)
+    emit(event="done", bytes=moved)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
