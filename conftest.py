@@ -14,6 +14,9 @@ from harness.run import DEFAULT_TIME_SCALE, Settings
 from harness.splice import BackendError, check_backend_class
 from harness.splice.api import PERSONALITIES
 from harness.targets import base as targets_base
+from harness.targets.base import Target
+
+pytest_plugins = ["harness.targets.plugin"]  # --splice-target, the ssh options, the target fixture
 
 MODES = ("copy", "splice")
 
@@ -78,8 +81,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(request: pytest.FixtureRequest) -> Settings:
-    return request.config.stash[SETTINGS]
+def settings(request: pytest.FixtureRequest, target: Target) -> Settings:
+    # a remote target decides the personality (and the relay's backend) itself
+    from harness.targets.plugin import settings_for
+
+    return settings_for(request.config.stash[SETTINGS], target)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -103,6 +109,18 @@ def logdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         request.node.add_report_section("teardown", "logs", f"role logs kept in {path}")
     else:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes() -> Iterator[None]:
+    """Every process group a test started is gone when the test ends, whatever happened."""
+    before = set(targets_base.STARTED)
+    yield
+    mine = {pgid: what for pgid, what in targets_base.STARTED.items() if pgid not in before}
+    alive = targets_base.surviving_groups(mine)
+    if alive:
+        targets_base.end_groups(mine)
+        pytest.fail("processes outlived the test:\n  " + "\n  ".join(alive), pytrace=False)
 
 
 def require_all() -> bool:

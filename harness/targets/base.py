@@ -20,22 +20,52 @@ from typing import Any, Protocol
 STARTED: dict[int, str] = {}  # process group id -> what it was, for the end-of-run check
 
 
-def surviving_groups() -> list[str]:
-    """Process groups this process started that still have a member."""
-    alive = []
-    for pgid, what in STARTED.items():
+def _live_members(pgid: int) -> bool:
+    """Whether a process group has a member that is not a zombie waiting for its reaper."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
-            continue
+            return False
         except PermissionError:
             pass
-        alive.append(f"process group {pgid} ({what}) is still running")
-    return alive
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def surviving_groups(groups: dict[int, str] | None = None) -> list[str]:
+    """Process groups this process started (or those given) that still have a live member."""
+    return [f"process group {pgid} ({what}) is still running"
+            for pgid, what in (STARTED if groups is None else groups).items() if _live_members(pgid)]
+
+
+def end_groups(groups: dict[int, str]) -> None:
+    """Kill process groups we started, by their ids."""
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 class WaitTimeout(AssertionError):
     """A role did not produce an awaited event in time."""
+
+
+class InfrastructureError(RuntimeError):
+    """The target itself failed (ssh down, remote without python3): not a test result.
+
+    The message is one line that says what failed and what to do; the run stops.
+    """
 
 
 class RoleProcess:
@@ -44,6 +74,7 @@ class RoleProcess:
     def __init__(self, name: str, argv: list[str], spec: dict[str, Any], logdir: Path,
                  env: dict[str, str] | None = None, cwd: str | None = None) -> None:
         self.name = name
+        self.returncode: int | None = None  # how the role ended, once it has
         self.events: list[dict[str, Any]] = []
         self.cond = threading.Condition()
         self.logpath = logdir / f"{name}.log"
@@ -56,8 +87,12 @@ class RoleProcess:
         self.pid = self.proc.pid
         STARTED[self.pid] = f"{name}: {' '.join(argv)}"
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(spec).encode())
-        self.proc.stdin.close()
+        self.proc.stdin.write(json.dumps(spec).encode() + b"\n")
+        self.held = bool(spec.get("hold"))
+        if self.held:
+            self.proc.stdin.flush()  # stdin stays open: release() sends "go"
+        else:
+            self.proc.stdin.close()
         self.reader = threading.Thread(target=self._read, name=f"events-{name}", daemon=True)
         self.reader.start()
 
@@ -76,14 +111,22 @@ class RoleProcess:
                 self.cond.notify_all()
         self.proc.wait()
         with self.cond:
-            if self.proc.returncode == -signal.SIGALRM:
+            self.returncode = self.exit_status(self.proc.returncode)
+            if self.returncode == -signal.SIGALRM:
                 # upstream's loggrep appends "Alarm" for a child killed by SIGALRM
                 self.events.append({"event": "log", "role": self.name, "text": "Alarm"})
-            self.events.append({"event": "exit", "status": self.proc.returncode})
-            self._log.write(f"exit status {self.proc.returncode}\n")
+            self.events.append({"event": "exit", "status": self.returncode})
+            self._log.write(f"exit status {self.returncode}\n")
             self._log.close()
             self._stderr.close()
             self.cond.notify_all()
+
+    def exit_status(self, status: int) -> int:
+        """The role's status from its process's status (a remote role reports its own)."""
+        return status
+
+    def check_infrastructure(self) -> None:
+        """Raise InfrastructureError when the process ended for a reason outside the role."""
 
     # ---- waiting
 
@@ -97,6 +140,7 @@ class RoleProcess:
                         return event
                 seen = len(self.events)
                 if any(e.get("event") == "exit" for e in self.events):
+                    self.check_infrastructure()
                     raise WaitTimeout(f"{self.name} exited before {what}\n{self.tail()}")
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -125,7 +169,8 @@ class RoleProcess:
         except subprocess.TimeoutExpired:
             raise WaitTimeout(f"{self.name}: still running after {timeout:g} s\n{self.tail()}") from None
         self.reader.join(timeout)
-        return self.proc.returncode
+        self.check_infrastructure()
+        return self.proc.returncode if self.returncode is None else self.returncode
 
     def logs(self, role: str | None = None) -> list[str]:
         role = role or self.name
@@ -144,10 +189,24 @@ class RoleProcess:
             out += f"\n--- stderr of {self.name}:\n{stderr.rstrip()}"
         return out
 
+    def release(self) -> None:
+        """Let a held role run its steps (scenario time starts now for every role)."""
+        if not self.held:
+            return
+        self.held = False
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.proc.stdin.write(b"go\n")
+            self.proc.stdin.close()
+
     # ---- ending
 
     def kill(self) -> None:
         """End the process group this role leads (it may have forked), by its id."""
+        if self.held and self.proc.stdin is not None:
+            self.held = False
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
