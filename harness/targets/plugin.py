@@ -1,0 +1,182 @@
+"""pytest glue for where roles run: `--splice-target` and the ssh options, the `target` fixture.
+
+The controller (the xdist controller, or the only process without xdist)
+connects to every ssh target before any test, detects its OS, uploads the
+agent once, and removes everything at the end, Ctrl-C included. Each xdist
+worker keeps to one host (gw0 -> first, gw1 -> second, ...) over its own
+master connection. A failure of the target itself is one line, and the run
+stops instead of failing every case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from ..run import Settings
+from .base import InfrastructureError, Target
+from .local import LocalTarget
+from .ssh import (
+    CONNECT_TIMEOUT,
+    Remote,
+    SshHost,
+    SshTarget,
+    SshUrl,
+    parse_target,
+    pick,
+    remotes_from_json,
+    remotes_to_json,
+)
+
+URLS = pytest.StashKey[list[SshUrl] | None]()
+HOSTS = pytest.StashKey[list[SshHost]]()
+WORKER_INPUT = "splice_remotes"
+INFRA_EXIT = pytest.ExitCode.INTERRUPTED
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sosplice")
+    group.addoption("--splice-target", default=os.environ.get("SPLICE_TARGET", "local"),
+                    help="where the relay runs: local (default), or ssh://[user@]host[:port], "
+                         "several comma separated to spread over xdist workers")
+    group.addoption("--splice-ssh-option", action="append", default=[], metavar="ARG",
+                    help="one argument passed to ssh (repeat: --splice-ssh-option=-i "
+                         "--splice-ssh-option=KEY, --splice-ssh-option=-oX=Y, -F config)")
+    group.addoption("--splice-local-addr", default=os.environ.get("SPLICE_LOCAL_ADDR", "127.0.0.1"),
+                    help="address of this machine as the remote reaches it; the local server "
+                         "listens there (default 127.0.0.1)")
+    group.addoption("--splice-remote-addr", default=os.environ.get("SPLICE_REMOTE_ADDR", "127.0.0.1"),
+                    help="address of the remote as this machine reaches it; the remote relay "
+                         "listens there (default 127.0.0.1)")
+    group.addoption("--splice-ssh-timeout", type=float, default=CONNECT_TIMEOUT,
+                    help=f"ssh ConnectTimeout in seconds (default {CONNECT_TIMEOUT:g})")
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        urls = parse_target(config.getoption("--splice-target"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[URLS] = urls
+    if urls and config.getoption("--splice-backend") != "emulated":
+        raise pytest.UsageError(
+            "--splice-backend applies to local runs; with an ssh target the remote's OS decides "
+            "(native on OpenBSD/FreeBSD, the emulation elsewhere)")
+    if config.getoption("--splice-ssh-timeout") <= 0:
+        raise pytest.UsageError("--splice-ssh-timeout must be positive")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controller connects to every remote and uploads the agent, before any worker starts."""
+    config = session.config
+    urls = config.stash.get(URLS, None)
+    if not urls or is_worker(config):
+        return
+    hosts = config.stash[HOSTS] = []
+    for url in urls:
+        host = SshHost(url, config.getoption("--splice-ssh-option"),
+                       config.getoption("--splice-ssh-timeout"),
+                       personality=config.getoption("--splice-personality"))
+        hosts.append(host)
+        try:
+            host.open()
+        except InfrastructureError as e:
+            close_hosts(config)
+            pytest.exit(f"splice target: {e}", returncode=INFRA_EXIT)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker learns the remotes (OS, backend, agent directory) from the controller."""
+    hosts = node.config.stash.get(HOSTS, [])
+    if hosts:
+        node.workerinput[WORKER_INPUT] = remotes_to_json([h.remote for h in hosts])
+
+
+def close_hosts(config: pytest.Config) -> list[str]:
+    notes = []
+    for host in config.stash.get(HOSTS, []):
+        note = host.close()
+        if note:
+            notes.append(note)
+    config.stash[HOSTS] = []
+    return notes
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Controller: end the remote agents, remove the remote directories, end the masters."""
+    for note in close_hosts(config):
+        print(f"splice target cleanup: {note}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    hosts = config.stash.get(HOSTS, [])
+    if not hosts:
+        return []
+    return [f"splice target {h.remote.describe()}" for h in hosts]
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Where the relay (and API) role runs: local, or this worker's ssh host."""
+    config = request.config
+    if not config.stash.get(URLS, None):
+        yield LocalTarget()
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    options = config.getoption("--splice-ssh-option")
+    local_addr = config.getoption("--splice-local-addr")
+    remote_addr = config.getoption("--splice-remote-addr")
+    timeout = config.getoption("--splice-ssh-timeout")
+    if is_worker(config):
+        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
+        remotes: list[Remote] = remotes_from_json(workerinput[WORKER_INPUT])
+        target = SshTarget(pick(remotes, worker), options, local_addr, remote_addr, timeout)
+    else:
+        host: SshHost = pick(config.stash[HOSTS], worker)
+        target = SshTarget(host.remote, options, local_addr, remote_addr, timeout, host=host)
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+def settings_for(base: Settings, target: Target) -> Settings:
+    """The settings the controller expects with: a remote decides the personality and backend.
+
+    Local roles (client, server) never splice; they get the emulation with the remote's
+    personality, and the remote relay gets the backend its OS has (SshTarget.spawn).
+    """
+    if isinstance(target, SshTarget):
+        return Settings(backend="emulated", personality=target.personality, scale=base.scale)
+    return base
+
+
+def _stop(item: pytest.Item, e: InfrastructureError) -> None:
+    message = f"splice target: {e}"
+    item.session.shouldstop = message
+    pytest.fail(message, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    except InfrastructureError as e:
+        _stop(item, e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    except InfrastructureError as e:
+        _stop(item, e)
