@@ -83,3 +83,11 @@ class NoLoopDetection(EmulatedSplicer):
 
     def __init__(self, personality: Personality) -> None:
         super().__init__(dataclasses.replace(personality, eloop=False))
+
+
+class IgnoreMax(EmulatedSplicer):
+    """Splices every body without its byte maximum."""
+
+    def splice(self, source: socket.socket, drain: socket.socket | int, max: int = 0,
+               idle: float = 0.0) -> None:
+        super().splice(source, drain, 0, idle)

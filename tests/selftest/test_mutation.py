@@ -26,6 +26,7 @@ CATCHERS: dict[str, list[str]] = {
     "UrgentAsNormal": ["tests/api/test_api.py::test_api[oobinline-urgent]"],
     "ReadReturnsData": ["tests/api/test_api.py::test_api[spliced-source-hidden]"],
     "NeverEof": ["tests/api/test_api.py::test_api[eof]"],
+    "IgnoreMax": ["tests/relayd/test_relayd.py", "-k", "splice and (http-persistent or http-contentlength)"],
     "NoLoopDetection": ["tests/api/test_api.py::test_api[ELOOP]", "tests/api/test_api.py::test_api[udp-ELOOP]"],
 }
 

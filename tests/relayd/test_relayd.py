@@ -1,0 +1,24 @@
+"""tests/relayd: the 28 CORE relayd cases, in copy and splice mode, on harness.relayd."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.relayd.run import RelaydCase, run_relayd_case
+from harness.run import Settings
+from harness.splice.api import personality
+
+from .cases import RELAYD_CASES
+
+pytestmark = pytest.mark.relayd
+
+
+@pytest.mark.parametrize("case", RELAYD_CASES, ids=[c.id for c in RELAYD_CASES])
+def test_relayd(case: RelaydCase, mode: str, settings: Settings, logdir: Path) -> None:
+    if (mode == "splice" and case.config.session_timeout is not None
+            and not personality(settings.personality).etimedout):
+        pytest.skip(f"{settings.personality}: relayd's session timeout needs an idle splice to end "
+                    "with ETIMEDOUT (OpenBSD semantics)")
+    run_relayd_case(case, mode, settings, logdir)
