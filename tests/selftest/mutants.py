@@ -9,7 +9,9 @@ own agent process only.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import socket
+from typing import Any
 
 from harness.splice import emulated
 from harness.splice.api import Personality
@@ -91,3 +93,77 @@ class IgnoreMax(EmulatedSplicer):
     def splice(self, source: socket.socket, drain: socket.socket | int, max: int = 0,
                idle: float = 0.0) -> None:
         super().splice(source, drain, 0, idle)
+
+
+class _SplittingSocket(socket.socket):
+    """A drain that sends every datagram as two halves."""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        if len(data) < 2:
+            return super().send(data, flags)
+        half = len(data) // 2
+        return super().send(data[:half], flags) + super().send(data[half:], flags)
+
+
+class _MergingSocket(socket.socket):
+    """A drain that holds datagrams and sends what one pass moved as one."""
+
+    held = b""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.held += bytes(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if self.held:
+            super().send(self.held)
+            self.held = b""
+
+
+class SplitDatagrams(EmulatedSplicer):
+    """Splits each datagram in two."""
+
+    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
+        super()._link(source, _SplittingSocket(fileno=drain.detach()), max, idle)
+
+
+class MergeDatagrams(EmulatedSplicer):
+    """Merges the datagrams moved in one pass into one."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        original = emulated.Engine._pass_datagram
+
+        def merged(engine: emulated.Engine, link: emulated.Link) -> None:
+            original(engine, link)
+            if isinstance(link.drain, _MergingSocket) and link.drain.fileno() >= 0:
+                link.drain.flush()
+
+        emulated.Engine._pass_datagram = merged  # type: ignore[method-assign,assignment]
+
+    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
+        super()._link(source, _MergingSocket(fileno=drain.detach()), max, idle)
+
+
+class EfbigWhenNotFit(EmulatedSplicer):
+    """Raises EFBIG when the next datagram does not fit under max (only an exact hit may)."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        original = emulated.Engine._finish
+
+        def finish(engine: emulated.Engine, link: emulated.Link, err: int, max_reached: bool,
+                   eof: bool) -> None:
+            if not link.tcp and max_reached and not err and engine.counters[link.sfd] < link.max:
+                err = errno.EFBIG
+            original(engine, link, err, max_reached, eof)
+
+        emulated.Engine._finish = finish  # type: ignore[method-assign,assignment]
+
+
+class NoEmsgsize(EmulatedSplicer):
+    """Sends a datagram larger than the drain's send buffer instead of ending with EMSGSIZE."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        emulated._sndbuf = lambda s: 1 << 30

@@ -27,6 +27,10 @@ CATCHERS: dict[str, list[str]] = {
     "ReadReturnsData": ["tests/api/test_api.py::test_api[spliced-source-hidden]"],
     "NeverEof": ["tests/api/test_api.py::test_api[eof]"],
     "IgnoreMax": ["tests/relayd/test_relayd.py", "-k", "splice and (http-persistent or http-contentlength)"],
+    "SplitDatagrams": ["tests/udp/test_udp.py", "-k", "splice and (default or multi)"],
+    "MergeDatagrams": ["tests/udp/test_udp.py", "-k", "splice and (sleep-relay or max-multi)"],
+    "EfbigWhenNotFit": ["tests/udp/test_udp.py", "-k", "splice and (max-nosplit or max-multi)"],
+    "NoEmsgsize": ["tests/udp/test_udp.py", "-k", "splice and nospace"],
     "NoLoopDetection": ["tests/api/test_api.py::test_api[ELOOP]", "tests/api/test_api.py::test_api[udp-ELOOP]"],
 }
 
