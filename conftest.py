@@ -117,7 +117,7 @@ def no_leftover_processes() -> Iterator[None]:
     before = set(targets_base.STARTED)
     yield
     mine = {pgid: what for pgid, what in targets_base.STARTED.items() if pgid not in before}
-    alive = targets_base.surviving_groups(mine)
+    alive = targets_base.groups_still_alive(mine)
     if alive:
         targets_base.end_groups(mine)
         pytest.fail("processes outlived the test:\n  " + "\n  ".join(alive), pytrace=False)
@@ -130,7 +130,7 @@ def require_all() -> bool:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No role process may outlive its test."""
-    alive = targets_base.surviving_groups()
+    alive = targets_base.groups_still_alive(dict(targets_base.STARTED))
     if alive:
         session.config.stash.setdefault(LEFTOVERS, []).extend(alive)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 from .splice import BackendError, load_splicer
 from .splice.api import Splicer, errno_name
-from .steps import API_OPS, ApiState, Ctx, RoleError, run_steps
+from .steps import API_OPS, ApiState, Ctx, RoleError, close_like_bsd, run_steps
 
 DEFAULT_STEPS = {
     ("client", "tcp"): ["write_stream"],
@@ -142,6 +143,8 @@ class Role:
             elif self.tcp:
                 ctx.stdin = self.accept(lsock)
                 self.log("Accepted")
+                if self.opts.get("clientreadable"):
+                    self.await_readable(ctx.stdin)
                 ctx.stdout = self.connect()
                 self.log("Connected")
             else:
@@ -155,12 +158,24 @@ class Role:
         else:
             raise RoleError(f"unknown role {self.name!r}")
         emit("up", role=self.name)
+        if self.spec.get("hold"):
+            self.await_go()
         self.arm_alarm()
         if self.name == "client" and self.spec.get("variant") == "echo":
             self.run_echo_client()
         else:
             run_steps(ctx, self.steps())
         self.log("Shutdown")
+
+    def await_readable(self, sock: socket.socket, timeout: float = 15.0) -> None:
+        """scapy.pl's clientreadable: connect to the server only once the client has sent."""
+        if not select.select([sock], [], [], timeout)[0]:
+            raise RoleError(f"{self.name.capitalize()} select timeout")
+
+    def await_go(self) -> None:
+        """Held until the controller has every role up: scenario time starts together."""
+        if sys.stdin.readline().strip() != "go":
+            raise RoleError(f"{self.name}: controller went away before the start")
 
     def run_echo_client(self) -> None:
         """echo.pl: a forked child reads what the self-spliced relay sends back."""
@@ -234,7 +249,11 @@ def run_api(spec: dict[str, Any], splicer: Splicer) -> int:
 
 def main() -> int:
     try:
-        spec = json.loads(sys.stdin.read())
+        raw = sys.stdin.readline()  # one JSON line; a held role gets "go" on the next line
+        try:
+            spec = json.loads(raw)
+        except ValueError:
+            spec = json.loads(raw + sys.stdin.read())
     except ValueError as e:
         emit("error", message=f"agent: spec on stdin is not JSON: {e}")
         return 2
@@ -251,6 +270,8 @@ def main() -> int:
         role.run()
     except (RoleError, OSError) as e:
         return finish_error(role, e)
+    finally:
+        close_like_bsd(role.ctx)
     return 0
 
 

@@ -106,3 +106,19 @@ def check_logs(case: Case, logs: Mapping[str, Sequence[str]]) -> None:
                                 f"{'no such line' if seen is None else seen or '(empty)'}")
     if problems:
         raise CaseFailure(f"case {case.id}:\n  " + "\n  ".join(problems))
+
+
+def check_splice_len(case: Case, logs: Mapping[str, Sequence[str]], receiver: str) -> None:
+    """Splice mode must really splice: the relay's SPLICELEN counters add up to what the
+    receiving end got. Only where the relay is checked (not nocheck)."""
+    if case.nocheck or case.relay.nocheck or receiver not in logs:
+        return
+    relay = logs.get("relay", [])
+    counts = [line.split(":", 1)[1].strip() for line in relay if line.startswith("SPLICELEN:")]
+    if not counts:
+        raise CaseFailure(f"case {case.id}: splice mode, but the relay logged no 'SPLICELEN:' line")
+    spliced = sum(int(c) for c in counts)
+    got = first(logs[receiver], "LEN:")
+    if got is None or int(got) != spliced:
+        raise CaseFailure(f"case {case.id}: relay SPLICELEN total {spliced} ({' + '.join(counts)}), "
+                          f"but the {receiver} got LEN {got}")

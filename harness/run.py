@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases import ApiCase, Case, Role
-from .checks import CaseFailure, check_logs
+from .checks import CaseFailure, check_logs, check_splice_len
 from .targets.base import RoleProcess, Target, WaitTimeout
 from .targets.local import LocalTarget
 
@@ -76,14 +76,27 @@ class CaseRun:
         defaults = DEFAULTS[case.protocol]
         self.roles = {name: getattr(case, name).over(defaults[name]) for name in ("client", "relay", "server")}
         self.procs: dict[str, RoleProcess] = {}
+        # UDP has no accept to line the roles up: each waits until all are up, then all start
+        # together, so that process start-up never eats into a scaled idle time.
+        self.hold = case.protocol == "udp" and variant == "relay"
 
     def spec(self, name: str, **extra: Any) -> dict[str, Any]:
         return {
             "role": name, "protocol": self.case.protocol, "mode": self.mode,
             "variant": self.variant, "opts": self.roles[name].to_json(),
             "backend": self.settings.backend, "personality": self.settings.personality,
-            "scale": self.settings.scale, **extra,
+            "scale": self.settings.scale, "hold": self.hold, **self.addresses(name), **extra,
         }
+
+    def addresses(self, name: str) -> dict[str, Any]:
+        """With a remote relay, the local server listens where the remote reaches this machine
+        (--splice-local-addr) and the relay where this machine reaches the remote
+        (--splice-remote-addr); an IPv6 case keeps its ::1 (loopback remotes only)."""
+        addr = {"server": getattr(self.target, "local_addr", None),
+                "relay": getattr(self.target, "remote_addr", None)}.get(name)
+        if self.target is self.local or not addr or self.roles[name].listendomain == "inet6":
+            return {}
+        return {"listen": addr}
 
     def listening(self, proc: RoleProcess) -> tuple[str, int]:
         event = proc.wait_event("its listening port", lambda e: e.get("event") == "listening", UP_TIMEOUT)
@@ -110,6 +123,8 @@ class CaseRun:
         client.wait_up(UP_TIMEOUT)
         relay.wait_up(UP_TIMEOUT)
         server.wait_up(UP_TIMEOUT)
+        for proc in (server, relay, client):
+            proc.release()
 
     def _start_echo(self) -> None:
         """echo.pl: the relay splices its one socket to itself; a child of the client reads."""
@@ -140,7 +155,8 @@ class CaseRun:
 
     def _transcript(self) -> Transcript:
         logs = {name: self._proc_of(name).logs(name) for name in ("client", "relay", "server")}
-        status = {name: proc.proc.returncode for name, proc in self.procs.items()}
+        status = {name: proc.returncode if proc.returncode is not None else proc.proc.returncode
+                  for name, proc in self.procs.items()}
         return Transcript(logs=logs, status=status, logdir=self.logdir)
 
 
@@ -149,6 +165,9 @@ def run_case(case: Case, mode: str, variant: str, settings: Settings, logdir: Pa
     """Run a case and check its logs; raise CaseFailure (or WaitTimeout) when it fails."""
     transcript = CaseRun(case, mode, variant, settings, logdir, target).execute()
     check_logs(case, transcript.logs)
+    if mode == "splice":
+        receiver = "client" if "ioflip" in case.relay.steps else "server"
+        check_splice_len(case, transcript.logs, receiver)
     return transcript
 
 

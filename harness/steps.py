@@ -19,7 +19,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,22 @@ def stream_bytes(length: int, start: int = 0) -> bytes:
         return b""
     body = bytes(CYCLE[(start + i) % len(CYCLE)] for i in range(length - 1))
     return body + b"\n"
+
+
+_BLOCK = CYCLE * 1040  # 65520 bytes: whole cycles, so every block starts at '0'
+
+
+def stream_chunks(length: int) -> Iterator[bytes]:
+    """stream_bytes(length) in blocks of at most 64 KiB, for streams too long to hold."""
+    if length <= 0:
+        return
+    left = length - 1
+    while left > 0:
+        block = _BLOCK[: min(left, len(_BLOCK))]
+        left -= len(block)
+        yield block if left else block + b"\n"
+    if length == 1:
+        yield b"\n"
 
 
 def datagram_payloads(lengths: list[int]) -> list[bytes]:
@@ -118,10 +134,25 @@ def send_error(ctx: Ctx, sock: socket.socket, e: OSError) -> OSError:
     BSD's sosend sees the dead connection first, fails with EPIPE and leaves
     so_error set. Keep the reset as the socket's pending error and say EPIPE.
     """
-    if e.errno == errno.ECONNRESET:
+    if e.errno in (errno.ECONNRESET, errno.EPIPE) and _reset_on_linux(sock):
         ctx.vars.setdefault("consumed", {})[sock.fileno()] = errno.ECONNRESET
         return OSError(errno.EPIPE, os.strerror(errno.EPIPE))
     return e
+
+
+def _reset_on_linux(sock: socket.socket) -> bool:
+    """Linux only: the connection was dropped by a reset (TCP state CLOSE).
+
+    Linux also says EPIPE, not ECONNRESET, for a reset that comes after the
+    peer's FIN; BSD's so_error is ECONNRESET either way.
+    """
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None or os.uname().sysname != "Linux" or sock.type != socket.SOCK_STREAM:
+        return False
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0] == 7  # TCP_CLOSE
+    except OSError:
+        return False
 
 
 def strerror(e: OSError) -> str:
@@ -142,19 +173,21 @@ def step(fn: Callable[..., None]) -> Callable[..., None]:
 @step
 def write_stream(ctx: Ctx, length: int | None = None) -> None:
     n = length if length is not None else ctx.opt("len", 251)
-    data = stream_bytes(n)
     pause = ctx.opt("sleep")
+    md5 = hashlib.md5()
     try:
-        if pause:
-            for i in range(len(data)):
-                ctx.dst.sendall(data[i : i + 1])
-                ctx.sleep(pause)
-        else:
-            ctx.dst.sendall(data)
+        for chunk in stream_chunks(n):
+            md5.update(chunk)
+            if pause:
+                for i in range(len(chunk)):
+                    ctx.dst.sendall(chunk[i : i + 1])
+                    ctx.sleep(pause)
+            else:
+                ctx.dst.sendall(chunk)
     except OSError as e:
         raise ctx.die(f"print failed: {strerror(send_error(ctx, ctx.dst, e))}") from e
     ctx.log(f"LEN: {n}")
-    ctx.log(f"MD5: {hashlib.md5(data).hexdigest()}")
+    ctx.log(f"MD5: {md5.hexdigest()}")
 
 
 @step
@@ -306,6 +339,8 @@ def sockatmark(sock: socket.socket) -> bool:
     import termios
 
     req = getattr(termios, "SIOCATMARK", 0x8905 if os.uname().sysname == "Linux" else 0x40047307)
+    if sock.fileno() < 0:  # closed under us (args-relay-close-in): what ioctl(2) would say
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     return bool(struct.unpack("i", fcntl.ioctl(sock.fileno(), req, b"\0\0\0\0"))[0])
 
 
@@ -681,6 +716,39 @@ def unsplice_forked(ctx: Ctx) -> None:
         raise ctx.die(f"unsplice child status: {status}")
 
 
+def close_like_bsd(ctx: Ctx) -> None:
+    """Close a role's TCP sockets at its end the way BSD's soclose does.
+
+    BSD discards unread data and sends FIN; Linux sends RST when data is left
+    unread, which would cut the peer's last reads short (an echo child would see
+    ECONNRESET instead of EOF). So discard what is unread, then close. A socket
+    with linger 0 still resets, as on BSD. Data arriving afterwards is answered
+    with RST by either kernel.
+    """
+    for sock in {id(s): s for s in (ctx.stdin, ctx.stdout) if s is not None}.values():
+        if sock.fileno() < 0 or sock.type != socket.SOCK_STREAM:
+            continue
+        with contextlib.suppress(OSError):
+            ctx.splicer.unsplice(sock)
+        if _reset_on_linux(sock) or _linger_zero(sock):
+            continue  # the kernel closes it as it is
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)  # FIN first, so that a later reset cannot hide EOF
+        with contextlib.suppress(OSError):  # what is queued now; later data gets a reset
+            sock.recv(max(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), 1 << 16),
+                      socket.MSG_DONTWAIT)
+        with contextlib.suppress(OSError):
+            ctx.splicer.close(sock)
+
+
+def _linger_zero(sock: socket.socket) -> bool:
+    try:
+        onoff, secs = struct.unpack("ii", sock.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+    except OSError:
+        return False
+    return bool(onoff) and secs == 0
+
+
 def run_steps(ctx: Ctx, steps: list[Any]) -> None:
     for item in steps:
         name, args = (item, []) if isinstance(item, str) else (item[0], list(item[1:]))
@@ -772,6 +840,67 @@ def udp_connect(st: ApiState, name: str, peer: str) -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect(st.socks[peer].getsockname())
     st.socks[name] = s
+
+
+@api_op
+def nofile(st: ApiState, count: int) -> None:
+    """Raise the soft descriptor limit to at least `count` (upstream's `ulimit -n`)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        if hard != resource.RLIM_INFINITY and hard < count:
+            raise RoleError(f"descriptor limit: need {count}, hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, hard))
+
+
+@api_op
+def pair(st: ApiState, proto: str, inet: int, accept: str, connect: str) -> None:
+    """A connected pair on loopback (chain.pl/loop.pl): `connect` to a listener, `accept` its end.
+
+    TCP: the accepted socket, the listener closed. UDP: the bound, unconnected listening
+    socket itself; `connect` is connected to it.
+    """
+    fam, host = (socket.AF_INET6, "::1") if inet == 6 else (socket.AF_INET, LOOPBACK)
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    ls = socket.socket(fam, kind)
+    ls.bind((host, 0))
+    if proto == "tcp":
+        ls.listen(1)
+    cs = socket.socket(fam, kind)
+    cs.settimeout(10)
+    cs.connect(ls.getsockname()[:2])
+    cs.settimeout(None)
+    if proto == "tcp":
+        ls.settimeout(10)
+        with ls:
+            acc, _ = ls.accept()
+        acc.settimeout(None)
+        st.socks[accept] = acc
+    else:
+        st.socks[accept] = ls
+    st.socks[connect] = cs
+
+
+@api_op
+def connect_back(st: ApiState, name: str, peer: str) -> None:
+    """Connect UDP socket `name` to the address `peer` is bound to (loop.pl, bcast.pl)."""
+    st.socks[name].connect(st.socks[peer].getsockname())
+
+
+@api_op
+def bcast_pair(st: ApiState, accept: str, connect: str, address: str = "255.255.255.255") -> None:
+    """bcast.pl: `accept` bound to a broadcast address, `connect` connected to it (both with
+    SO_BROADCAST), then `accept` connected back to `connect`'s address."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    ls.bind((address, 0))
+    cs = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    cs.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    cs.connect(ls.getsockname())
+    ls.connect(cs.getsockname())
+    st.socks[accept] = ls
+    st.socks[connect] = cs
 
 
 @api_op

@@ -22,6 +22,7 @@ import select
 import socket
 import stat
 import struct
+import sys
 import termios
 import threading
 import time
@@ -112,6 +113,13 @@ def _splicable(s: socket.socket) -> bool:
     if s.family not in (socket.AF_INET, socket.AF_INET6):
         return False
     return s.type in (socket.SOCK_STREAM, socket.SOCK_DGRAM)
+
+
+def _bsd_so_error(s: socket.socket, err: int) -> int:
+    """Linux records a reset that follows the peer's FIN as EPIPE; BSD as ECONNRESET."""
+    if err == errno.EPIPE and _is_tcp(s) and _tcp_state(s) == _CLOSE:
+        return errno.ECONNRESET
+    return err
 
 
 def _fionread(s: socket.socket) -> int:
@@ -209,6 +217,9 @@ class Engine:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.poller.register(self.wake_r, select.POLLIN)
+        # A forked child's unsplice is carried out here (see EmulatedSplicer.unsplice).
+        self.ctl, self.ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.poller.register(self.ctl.fileno(), select.POLLIN)
         self.thread = threading.Thread(target=self._run, name="sosplice", daemon=True)
         self.thread.start()
 
@@ -241,6 +252,9 @@ class Engine:
                     except BlockingIOError:
                         pass
                     continue
+                if fd == self.ctl.fileno():
+                    self._control()
+                    continue
                 if ev & select.POLLNVAL:
                     self._forget_fd(fd)
                     continue
@@ -251,6 +265,34 @@ class Engine:
             for link in list(self.links.values()):
                 if link.deadline is not None and link.deadline <= now:
                     self._timeout(link)
+
+    def _control(self) -> None:
+        """A request from a forked child: [op] with fds [socket, reply socket]."""
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(self.ctl, 64, 2, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            return
+        sock_fd, reply_fd = fds
+        answer = b"EINVAL"
+        try:
+            if msg == b"unsplice":
+                ident = os.fstat(sock_fd)
+                answer = b"EPROTO"  # not spliced; the child names it per personality
+                for link in list(self.links.values()):
+                    st = os.fstat(link.sfd)
+                    if (st.st_dev, st.st_ino) == (ident.st_dev, ident.st_ino):
+                        self.dissolve(link)
+                        answer = b"0"
+                        break
+            with contextlib.suppress(OSError):
+                os.write(reply_fd, answer)
+        finally:
+            os.close(sock_fd)
+            os.close(reply_fd)
 
     def _sync(self, *fds: int) -> None:
         for fd in fds:
@@ -320,7 +362,7 @@ class Engine:
         fd = s.fileno()
         if self.errors.get(fd):
             return self.errors[fd]
-        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        err = _bsd_so_error(s, s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
         if err:
             self.errors[fd] = err  # reading it cleared the kernel's copy
         return err
@@ -424,6 +466,12 @@ class Engine:
                 err = check
                 break
             queued = _fionread(src)
+            if queued == 0 and not link.oobinline:
+                # Linux's FIONREAD stops at an out-of-line urgent mark; data may follow it
+                try:
+                    queued = len(src.recv(CHUNK, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+                except OSError:
+                    queued = 0
             amount = queued
             if link.max:
                 remaining = link.max - self.counters[link.sfd]
@@ -445,6 +493,9 @@ class Engine:
             except BlockingIOError:
                 break
             if not chunk:
+                # EOF behind an out-of-line urgent byte: Linux counts that byte in
+                # FIONREAD but never returns it as data (3.5: it is not forwarded)
+                eof = True
                 break
             try:
                 flags = socket.MSG_DONTWAIT | (socket.MSG_OOB if urgent else 0)
@@ -454,6 +505,9 @@ class Engine:
                 break
             except OSError as e:
                 src.recv(len(chunk), socket.MSG_DONTWAIT)  # the kernel loses it too
+                if e.errno in (errno.ECONNRESET, errno.EPIPE) and _tcp_state(dst) == _CLOSE:
+                    # Linux hands the reset to this send and clears it; BSD leaves it in so_error
+                    self.errors[link.dfd] = errno.ECONNRESET
                 err = errno.EPIPE if self._cant_send(dst) or e.errno == errno.EPIPE else (e.errno or errno.EIO)
                 break
             src.recv(sent, socket.MSG_DONTWAIT)
@@ -487,7 +541,8 @@ class Engine:
                 err = check
                 break
             try:
-                data, sender = src.recvfrom(1 << 16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                data, anc, _flags, sender = src.recvmsg(
+                    1 << 16, socket.CMSG_SPACE(12), socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except OSError as e:
@@ -497,7 +552,7 @@ class Engine:
             if link.max and size >= link.max - self.counters[link.sfd]:
                 max_reached = True  # this datagram reaches max, or does not fit
             hops = self._hops_for(self._hop_key_in(src, _addr(sender)))
-            if link.personality.eloop and hops.first() >= M_MAXLOOP:
+            if link.personality.eloop and (hops.first() >= M_MAXLOOP or _looped_broadcast(anc, sender)):
                 err = errno.ELOOP
                 break
             if size > _sndbuf(dst):
@@ -566,7 +621,36 @@ class EmulatedSplicer:
         self._splice(source, fd, max, split_idle(idle) if idle else (0, 0))
 
     def unsplice(self, source: socket.socket) -> None:
+        if self.engine.pid != os.getpid():
+            self._unsplice_from_child(source)
+            return
         self._splice(source, -1, 0, None)
+
+    def _unsplice_from_child(self, source: socket.socket) -> None:
+        """In a forked child: the parent's engine owns the splice, so ask it to unsplice.
+
+        The socket itself travels (SCM_RIGHTS), so the parent finds the splice by
+        the open file, not by a descriptor number; the answer comes back on a
+        socket pair made for this request.
+        """
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with mine:
+            try:
+                socket.send_fds(self.engine.ctl_child, [b"unsplice"], [source.fileno(), theirs.fileno()])
+            finally:
+                theirs.close()
+            mine.settimeout(10.0)
+            try:
+                answer = mine.recv(64).decode()
+            except TimeoutError:
+                raise oserror("EIO", "the splicing process did not answer") from None
+        if answer == "0":
+            return
+        if answer == "":
+            raise oserror("EIO", "the splicing process is gone")
+        if answer == "EPROTO":
+            answer = self.personality.unsplice_unspliced
+        raise oserror(answer)
 
     def _splice(self, source: socket.socket, fd: int, max: int, tv: tuple[int, int] | None) -> None:
         if source.fileno() < 0:
@@ -666,6 +750,10 @@ class EmulatedSplicer:
             oobinline = bool(src.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)) if _is_tcp(src) else False
         except OSError:
             oobinline = False
+        if not _is_tcp(src) and src.family == socket.AF_INET and _IP_PKTINFO is not None:
+            # the header's destination, to refuse looped broadcasts (3.8)
+            with contextlib.suppress(OSError):
+                src.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         link = Link(source=src, drain=drain, max=max, idle=idle, tcp=_is_tcp(src),
                     oobinline=oobinline, personality=self.personality)
         self.engine.link(link)
@@ -679,7 +767,7 @@ class EmulatedSplicer:
     def error(self, sock: socket.socket) -> int:
         with self.engine.cond:
             err = self.engine.errors.pop(sock.fileno(), 0)
-        return err or sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return err or _bsd_so_error(sock, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 
     def spliced(self, sock: socket.socket) -> bool:
         with self.engine.cond:
@@ -691,12 +779,16 @@ class EmulatedSplicer:
                       exceptional: bool = False) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         eng = self.engine
+        if sock.fileno() < 0:
+            raise oserror("EBADF", "socket closed")
         with eng.cond:
             while sock.fileno() in eng.links:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 eng.cond.wait(left)
+            if sock.fileno() < 0:
+                raise oserror("EBADF", "socket closed while waiting")
             if eng.errors.get(sock.fileno()):
                 return True
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -774,6 +866,48 @@ class EmulatedSplicer:
                 for key in [k for k in eng.hops if _owned_by(sock, k)]:
                     del eng.hops[key]
             sock.close()
+
+
+_IP_PKTINFO: int | None = getattr(socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None)
+_SIOCGIFBRDADDR = 0x8919  # Linux
+
+
+def _broadcast_of(ifindex: int) -> bytes | None:
+    """The IPv4 broadcast address of an interface (Linux), if it has one."""
+    try:
+        name = socket.if_indextoname(ifindex)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = fcntl.ioctl(s.fileno(), _SIOCGIFBRDADDR, struct.pack("16s16x", name.encode()))
+    except OSError:
+        return None
+    return req[20:24]
+
+
+def _is_local(host: str) -> bool:
+    """The address belongs to this host: a socket can be bound to it."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
+def _looped_broadcast(anc: list[tuple[int, int, bytes]], sender: object) -> bool:
+    """A broadcast or multicast datagram that this host sent to itself (semantics 3.8).
+
+    IP_PKTINFO (Linux: int ifindex, in_addr spec_dst, in_addr addr) gives the header's
+    destination; a sender address of this host means it came back over loopback.
+    """
+    for level, kind, data in anc:
+        if level != socket.IPPROTO_IP or kind != _IP_PKTINFO or len(data) < 12:
+            continue
+        ifindex = struct.unpack("=i", data[:4])[0]
+        dst = data[8:12]
+        cast = dst == b"\xff\xff\xff\xff" or 224 <= dst[0] <= 239 or dst == _broadcast_of(ifindex)
+        peer = _addr(sender)
+        return cast and peer is not None and _is_local(peer[0])
+    return False
 
 
 def _owned_by(sock: socket.socket, key: tuple[Addr, Addr | None]) -> bool:

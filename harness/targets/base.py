@@ -50,6 +50,16 @@ def surviving_groups(groups: dict[int, str] | None = None) -> list[str]:
             for pgid, what in (STARTED if groups is None else groups).items() if _live_members(pgid)]
 
 
+def groups_still_alive(groups: dict[int, str], grace: float = 2.0) -> list[str]:
+    """Surviving groups once those already killed have had `grace` seconds to die."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = surviving_groups(groups)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)  # a SIGKILLed process takes a moment to become a zombie
+
+
 def end_groups(groups: dict[int, str]) -> None:
     """Kill process groups we started, by their ids."""
     for pgid in groups:

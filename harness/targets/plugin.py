@@ -11,6 +11,7 @@ stops instead of failing every case.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from .ssh import (
     SshHost,
     SshTarget,
     SshUrl,
+    end_masters,
     parse_target,
     pick,
     remotes_from_json,
@@ -33,7 +35,9 @@ from .ssh import (
 
 URLS = pytest.StashKey[list[SshUrl] | None]()
 HOSTS = pytest.StashKey[list[SshHost]]()
+RUNDIR = pytest.StashKey[str]()
 WORKER_INPUT = "splice_remotes"
+WORKER_RUNDIR = "splice_ssh_rundir"
 INFRA_EXIT = pytest.ExitCode.INTERRUPTED
 
 
@@ -81,10 +85,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not urls or is_worker(config):
         return
     hosts = config.stash[HOSTS] = []
+    # every master of this run (the controller's and each worker's) has its control socket here
+    rundir = config.stash[RUNDIR] = tempfile.mkdtemp(prefix="sosplice-run-")
     for url in urls:
         host = SshHost(url, config.getoption("--splice-ssh-option"),
                        config.getoption("--splice-ssh-timeout"),
-                       personality=config.getoption("--splice-personality"))
+                       personality=config.getoption("--splice-personality"), rundir=rundir)
         hosts.append(host)
         try:
             host.open()
@@ -99,6 +105,7 @@ def pytest_configure_node(node: Any) -> None:
     hosts = node.config.stash.get(HOSTS, [])
     if hosts:
         node.workerinput[WORKER_INPUT] = remotes_to_json([h.remote for h in hosts])
+        node.workerinput[WORKER_RUNDIR] = node.config.stash[RUNDIR]
 
 
 def close_hosts(config: pytest.Config) -> list[str]:
@@ -108,6 +115,10 @@ def close_hosts(config: pytest.Config) -> list[str]:
         if note:
             notes.append(note)
     config.stash[HOSTS] = []
+    rundir = config.stash.get(RUNDIR, None)
+    if rundir:
+        end_masters(rundir)  # the masters of workers killed before their own teardown
+        del config.stash[RUNDIR]
     return notes
 
 
@@ -139,7 +150,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
         remotes: list[Remote] = remotes_from_json(workerinput[WORKER_INPUT])
-        target = SshTarget(pick(remotes, worker), options, local_addr, remote_addr, timeout)
+        target = SshTarget(pick(remotes, worker), options, local_addr, remote_addr, timeout,
+                           rundir=workerinput.get(WORKER_RUNDIR))
     else:
         host: SshHost = pick(config.stash[HOSTS], worker)
         target = SshTarget(host.remote, options, local_addr, remote_addr, timeout, host=host)

@@ -44,7 +44,9 @@ AGENT_FILES = ("__init__.py", "agent.py", "steps.py", "cases.py", "splice/__init
 LAUNCHER = "sosplice_agent.py"
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
-PERSIST = 600  # seconds an idle master stays up if nobody closes it (a crashed controller)
+# seconds an idle master stays up if nobody closes it (a controller killed with SIGKILL);
+# long enough that a worker busy with local tests keeps its master
+PERSIST = 1800
 MIN_PYTHON = (3, 10)
 NATIVE = {"OpenBSD": "openbsd", "FreeBSD": "freebsd"}
 INSTALL_PYTHON = {"OpenBSD": "pkg_add python3", "FreeBSD": "pkg install python3"}
@@ -121,7 +123,7 @@ class SshUrl:
         return f"ssh://{user}{host}{port}"
 
 
-URL = re.compile(r"^ssh://(?:(?P<user>[^@/\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^@/:\s\[\]]+))"
+URL = re.compile(r"^ssh://(?:(?P<user>[A-Za-z0-9._%+-]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.%A-Za-z]+)\]|(?P<host>[A-Za-z0-9._-]+))"
                  r"(?::(?P<port>\d{1,5}))?/?$")
 
 
@@ -204,8 +206,9 @@ class SshConnection:
     """A master connection to one host; every other ssh to it goes through the master."""
 
     def __init__(self, url: SshUrl, options: list[str] | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT, rundir: str | None = None) -> None:
         self.url = url
+        self.rundir = rundir  # the run's local directory, where the controller finds every master
         self.options = list(options or [])
         self.connect_timeout = connect_timeout
         self.tmp: str | None = None
@@ -238,8 +241,12 @@ class SshConnection:
 
         if shutil.which("ssh") is None:
             raise InfrastructureError(f"{self.url}: no ssh client on this machine (install openssh-client)")
-        self.tmp = tempfile.mkdtemp(prefix="sosplice-ssh-")
+        self.tmp = tempfile.mkdtemp(prefix="sosplice-ssh-", dir=self.rundir)
         self.control = os.path.join(self.tmp, "master")
+        if len(self.control) > 80:  # ssh appends ~17 characters; sockaddr_un holds about 104
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = tempfile.mkdtemp(prefix="sosplice-ssh-", dir="/tmp")
+            self.control = os.path.join(self.tmp, "master")
         argv = self.argv(command, master=True)
         timeout = self.connect_timeout + COMMAND_TIMEOUT
         child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, encoding="utf-8",
@@ -379,8 +386,8 @@ class SshHost:
     """The controller's view of one remote: probe, upload, final cleanup."""
 
     def __init__(self, url: SshUrl, options: list[str], connect_timeout: float = CONNECT_TIMEOUT,
-                 personality: str = "openbsd") -> None:
-        self.conn = SshConnection(url, options, connect_timeout)
+                 personality: str = "openbsd", rundir: str | None = None) -> None:
+        self.conn = SshConnection(url, options, connect_timeout, rundir)
         self.remote = Remote(url=str(url), personality=personality)
 
     def open(self) -> Remote:
@@ -494,7 +501,7 @@ class SshRoleProcess(RoleProcess):
             if pid is not None and self.target.conn.alive():
                 with contextlib.suppress(InfrastructureError):
                     self.target.conn.run(f"/bin/sh {shlex.quote(self.target.remote.directory + '/ctl.sh')}"
-                                         f" kill {int(pid)}")
+                                         f" kill {int(pid)}", timeout=self.target.conn.connect_timeout)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.proc.wait(5)
         super().kill()
@@ -506,7 +513,8 @@ class SshTarget:
     name = "ssh"
 
     def __init__(self, remote: Remote, options: list[str], local_addr: str, remote_addr: str,
-                 connect_timeout: float = CONNECT_TIMEOUT, host: SshHost | None = None) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT, host: SshHost | None = None,
+                 rundir: str | None = None) -> None:
         self.remote = remote
         self.local_addr = local_addr
         self.remote_addr = remote_addr
@@ -518,7 +526,7 @@ class SshTarget:
         else:
             urls = parse_target(remote.url)
             assert urls
-            self.conn = SshConnection(urls[0], options, connect_timeout)
+            self.conn = SshConnection(urls[0], options, connect_timeout, rundir)
             self.conn.open("true")
 
     def role_argv(self) -> list[str]:
@@ -537,6 +545,20 @@ class SshTarget:
             self.conn.close()
 
 
+def end_masters(rundir: str) -> list[str]:
+    """Ask every master whose control socket is in this run's directory to exit (workers that
+    were killed before their own teardown leave theirs), then remove the directory."""
+    ended = []
+    for control in sorted(Path(rundir).glob("sosplice-ssh-*/master")):
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            done = subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "sosplice"],
+                                  capture_output=True, timeout=CONNECT_TIMEOUT, stdin=subprocess.DEVNULL)
+            if done.returncode == 0:
+                ended.append(str(control))
+    shutil.rmtree(rundir, ignore_errors=True)
+    return ended
+
+
 def remotes_to_json(remotes: list[Remote]) -> str:
     return json.dumps([asdict(r) for r in remotes])
 
@@ -546,5 +568,5 @@ def remotes_from_json(text: str) -> list[Remote]:
 
 
 __all__ = ["InfrastructureError", "Remote", "SshConnection", "SshHost", "SshTarget", "SshUrl",
-           "classify", "parse_target", "pick", "remotes_from_json", "remotes_to_json"]
+           "classify", "end_masters", "parse_target", "pick", "remotes_from_json", "remotes_to_json"]
 

@@ -8,6 +8,7 @@ import pytest
 
 from harness.cases import ApiCase
 from harness.run import Settings, run_api_case
+from harness.targets.base import Target
 
 from .cases import API_CASES, UPSTREAM
 
@@ -19,8 +20,8 @@ def test_upstream_count() -> None:
 
 
 @pytest.mark.parametrize("case", API_CASES, ids=[c.id for c in API_CASES])
-def test_api(case: ApiCase, settings: Settings, logdir: Path) -> None:
+def test_api(case: ApiCase, settings: Settings, logdir: Path, target: Target) -> None:
     reason = case.skip.get(settings.personality)
     if reason:
         pytest.skip(f"{settings.personality}: {reason}")
-    run_api_case(case, settings, logdir)
+    run_api_case(case, settings, logdir, target)

@@ -1,10 +1,103 @@
-"""udp/: the upstream UDP cases as data (sosplice-cases 2.3). Ids are the upstream file names."""
+"""udp/: the upstream UDP cases as data (sosplice-cases 2.3). Ids are the upstream file names.
+
+Defaults (harness.run.DEFAULTS): the client sends one 251-byte datagram, the
+relay has idle 3, the server records datagrams until 4 s of silence. Datagram
+boundaries are checked through LENGTHS on client and server.
+"""
 
 from __future__ import annotations
 
 from harness import digests as md5
-from harness.cases import Case
+from harness.cases import Case, Role
+
+INET6 = "inet6"
+ZERO_TO_FIVE = (0, 1, 2, 3, 4, 5)
+FIVE_TO_ZERO = (5, 4, 3, 2, 1, 0)
 
 UDP_CASES: list[Case] = [
     Case("default", "udp", len=251, lengths=(251,), md5=md5.STREAM_251),
+    Case("zero", "udp", client=Role(len=0), len=0, lengths=(0,), md5=md5.EMPTY,
+         doc="a zero-length datagram is spliced"),
+    Case("inet6", "udp",
+         client=Role(connectdomain=INET6),
+         relay=Role(listendomain=INET6, connectdomain=INET6),
+         server=Role(listendomain=INET6),
+         len=251, lengths=(251,), md5=md5.STREAM_251, doc="every leg over ::1"),
+    Case("inet6-client", "udp",
+         client=Role(connectdomain=INET6), relay=Role(listendomain=INET6),
+         len=251, lengths=(251,), md5=md5.STREAM_251, doc="client to relay over ::1, relay to server over IPv4"),
+    Case("inet6-server", "udp",
+         relay=Role(connectdomain=INET6), server=Role(listendomain=INET6),
+         len=251, lengths=(251,), md5=md5.STREAM_251, doc="client to relay over IPv4, relay to server over ::1"),
+    Case("long", "udp",
+         client=Role(len=65507, sndbuf=65536),
+         relay=Role(idle=6, size=65536, sndbuf=65536, rcvbuf=65536),
+         server=Role(idle=7, rcvbuf=65536),
+         len=65507, lengths=(65507,), md5=md5.STREAM_65507,
+         doc="the largest IPv4 datagram (2^16 - 20 - 8 - 1) in one piece"),
+    Case("multi", "udp",
+         client=Role(lengths=(251, 16384, 0, 1, 2, 3, 4, 5), sndbuf=30000),
+         relay=Role(sndbuf=30000, rcvbuf=30000),
+         server=Role(rcvbuf=30000),
+         len=16650, lengths=(251, 16384, 0, 1, 2, 3, 4, 5), md5=md5.DGRAM_MULTI,
+         doc="several datagrams, one empty, keep their boundaries"),
+    Case("sleep-client", "udp",
+         client=Role(steps=(("sleep", 3), "write_datagram"), lengths=ZERO_TO_FIVE, sleep=1),
+         relay=Role(idle=5),
+         len=15, lengths=ZERO_TO_FIVE, md5=md5.DGRAM_0_TO_5,
+         doc="the client sleeps before and between its datagrams"),
+    Case("sleep-relay", "udp",
+         client=Role(lengths=ZERO_TO_FIVE),
+         relay=Role(steps=(("sleep", 3), "relay")),
+         len=15, lengths=ZERO_TO_FIVE, md5=md5.DGRAM_0_TO_5,
+         doc="the datagrams wait in the relay's receive buffer before the splice"),
+    Case("idle-timeout", "udp",
+         client=Role(steps=(("sleep", 1), "write_datagram"), lengths=(1, 2), sleep=3, nocheck=True),
+         relay=Role(idle=2, timeout=True),
+         len=1, lengths=(1,), md5=md5.DGRAM_1,
+         doc="silence longer than idle ends the splice with ETIMEDOUT before the 2nd datagram"),
+    Case("idle-trickle", "udp",
+         client=Role(lengths=(1, 2, 3), sleep=1),
+         relay=Role(idle=2, timeout=True),
+         len=6, lengths=(1, 2, 3), md5=md5.DGRAM_1_2_3,
+         doc="datagrams closer than idle keep the splice alive; then it times out"),
+    Case("max", "udp",
+         client=Role(steps=("errignore", "write_datagram"), lengths=(1, 3, 1), nocheck=True),
+         relay=Role(max=4, big=True),
+         len=4, lengths=(1, 3), md5=md5.DGRAM_1_3,
+         doc="a datagram that hits max exactly ends the splice with EFBIG"),
+    Case("max-nosplit", "udp",
+         client=Role(steps=("errignore", "write_datagram"), lengths=(1, 3, 1), nocheck=True),
+         relay=Role(max=2, big=False),
+         len=1, lengths=(1,), md5=md5.DGRAM_1,
+         doc="a datagram that does not fit into max is not split, and there is no EFBIG"),
+    Case("max-multi", "udp",
+         client=Role(lengths=(1, 2, 3), nocheck=True),
+         relay=Role(steps=(("sleep", 3), "relay"), max=4, big=False),
+         len=3, lengths=(1, 2), md5=md5.DGRAM_1_2,
+         doc="max with several datagrams queued: the one that does not fit stays (newest upstream "
+             "revision, where the relay really sleeps first)"),
+    Case("maxcopy-sleep-client", "udp",
+         client=Role(steps=(("sleep", 3), "write_datagram"), lengths=FIVE_TO_ZERO, sleep=1),
+         relay=Role(steps=("relay", "relay_copy"), idle=5, max=9, big=True, timeout=True, nocheck=True),
+         len=15, lengths=FIVE_TO_ZERO, md5=md5.DGRAM_5_4_3_2_1_0,
+         doc="splice up to max, then copy the rest in user land"),
+    Case("maxcopy-sleep-relay", "udp",
+         client=Role(lengths=FIVE_TO_ZERO),
+         relay=Role(steps=(("sleep", 3), "relay", "relay_copy"), max=9, big=True, timeout=True,
+                    nocheck=True),
+         len=15, lengths=FIVE_TO_ZERO, md5=md5.DGRAM_5_4_3_2_1_0,
+         doc="all datagrams queued before the splice up to max, then copy the rest"),
+    Case("nospace", "udp",
+         client=Role(lengths=(1, 10000, 2, 10001, 3), sndbuf=30000, nocheck=True),
+         relay=Role(steps=(("sleep", 3), "errignore", "relay"), rcvbuf=30000, sndbuf=10000,
+                    down="Message too long", nocheck=True),
+         server=Role(rcvbuf=30000),
+         len=10003, lengths=(1, 10000, 2), md5=md5.DGRAM_1_10000_2,
+         doc="a datagram larger than the drain's send buffer ends the splice with EMSGSIZE"),
+    Case("write", "udp",
+         client=Role(lengths=(2, 3, 4), nocheck=True),
+         relay=Role(steps=(("write_stream", 1), "relay", ("write_stream", 5)), nocheck=True),
+         len=15, lengths=(1, 2, 3, 4, 5), md5=md5.DGRAM_WRITE,
+         doc="the relay's own datagrams before and after the splice keep their order"),
 ]

@@ -1,0 +1,306 @@
+"""The ssh target: URL parsing, one-line infrastructure errors, and nothing left on the remote.
+
+The end-to-end tests start their own sshd on 127.0.0.1 (harness.targets.sshd) and
+run nested pytest sessions through it. Without sshd (or without root, which the
+throwaway sshd logs in as) they skip with the reason; under SPLICE_REQUIRE_ALL=1
+they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import require_all
+from harness.targets.base import InfrastructureError
+from harness.targets.ssh import SshHost, SshTarget, SshUrl, classify, parse_target, pick
+from harness.targets.sshd import LoopbackSshd, SshdError, available, start
+
+pytestmark = pytest.mark.selftest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---- pure parts
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("local", None),
+    ("", None),
+    ("ssh://obsd-vm", [SshUrl(None, "obsd-vm", None)]),
+    ("ssh://root@10.0.0.2:2222", [SshUrl("root", "10.0.0.2", 2222)]),
+    ("ssh://root@[::1]:22", [SshUrl("root", "::1", 22)]),
+    ("ssh://a,ssh://u@b:23", [SshUrl(None, "a", None), SshUrl("u", "b", 23)]),
+])
+def test_parse_target(text: str, want: list[SshUrl] | None) -> None:
+    assert parse_target(text) == want
+
+
+@pytest.mark.parametrize("text", [
+    "ssh://", "http://host", "ssh://host:0", "ssh://host:99999", "ssh://-oProxyCommand=x",
+    "ssh://host;rm", "ssh://user@host/path/x", "ssh://a,,ssh://b",
+])
+def test_parse_target_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="--splice-target"):
+        parse_target(text)
+
+
+def test_url_round_trip() -> None:
+    for text in ("ssh://root@[::1]:22", "ssh://obsd-vm", "ssh://u@h:2"):
+        urls = parse_target(text)
+        assert urls is not None and str(urls[0]) == text
+
+
+def test_workers_spread_over_hosts() -> None:
+    hosts = ["a", "b", "c"]
+    assert [pick(hosts, f"gw{i}") for i in range(7)] == ["a", "b", "c", "a", "b", "c", "a"]
+    assert pick(hosts, None) == "a"
+    assert pick(hosts, "master") == "a"
+
+
+URL = SshUrl("root", "obsd-vm", 2222)
+
+
+@pytest.mark.parametrize(("output", "says"), [
+    ("ssh: connect to host obsd-vm port 2222: Connection refused", "host unreachable"),
+    ("ssh: connect to host obsd-vm port 2222: Connection timed out", "host unreachable"),
+    ("ssh: Could not resolve hostname obsd-vm: Name or service not known", "host unreachable"),
+    ("No ED25519 host key is known for [obsd-vm]:2222 and you have requested strict checking.\r\n"
+     "Host key verification failed.", "ssh-keyscan -p 2222 obsd-vm"),
+    ("Host key verification failed.", "StrictHostKeyChecking=accept-new"),
+    ("root@obsd-vm: Permission denied (publickey).", "--splice-ssh-option=-i"),
+    ("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@", "ssh-keygen -R obsd-vm"),
+])
+def test_classify_is_one_line(output: str, says: str) -> None:
+    line = classify(URL, output, 255)
+    assert says in line
+    assert "\n" not in line
+    assert line.startswith("ssh://root@obsd-vm:2222")
+
+
+def test_unreachable_host_is_one_line_and_quick() -> None:
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        began = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/api",
+             f"--splice-target=ssh://root@127.0.0.1:{port}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - began
+    assert done.returncode != 0
+    assert took < 15, f"took {took:.1f} s"
+    for stream in (done.stdout, done.stderr):
+        said = [line for line in stream.splitlines() if "unreachable" in line]
+        assert len(said) == 1, stream
+        assert f"127.0.0.1:{port}" in said[0]
+    assert "passed" not in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+# ---- against a real sshd on loopback
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
+    why = available() or (None if os.geteuid() == 0 else "the loopback sshd logs in as root")
+    if why:
+        if require_all():
+            pytest.fail(f"SPLICE_REQUIRE_ALL=1: cannot test the ssh target: {why}")
+        pytest.skip(f"cannot test the ssh target: {why}")
+    try:
+        server = start(tmp_path_factory.mktemp("sshd"))
+    except SshdError as e:
+        pytest.fail(f"loopback sshd: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def remote_processes(directory: str) -> list[str]:
+    """Processes on this (loopback remote) machine whose command line names the directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if directory in cmdline:
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_unknown_host_key_says_how_to_accept(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    urls = parse_target(sshd.url)
+    assert urls
+    host = SshHost(urls[0], ["-i", str(sshd.key), "-o", f"UserKnownHostsFile={empty}", "-F", "/dev/null"])
+    with pytest.raises(InfrastructureError) as info:
+        host.open()
+    host.close()
+    message = str(info.value)
+    assert "host key is not known" in message and "ssh-keyscan" in message
+    assert "accept-new" in message and "\n" not in message
+
+
+def test_role_runs_remotely_and_is_killed_by_remote_pid(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    urls = parse_target(sshd.url)
+    assert urls
+    host = SshHost(urls[0], sshd.ssh_options())
+    remote = host.open()
+    try:
+        assert remote.sysname == os.uname().sysname and remote.backend == "emulated"
+        assert Path(remote.directory, "harness", "agent.py").is_file()
+        target = SshTarget(remote, sshd.ssh_options(), "127.0.0.1", "127.0.0.1", host=host)
+        # a relay with nobody to accept: it waits forever, until killed
+        relay = target.spawn("relay", {"role": "relay", "protocol": "tcp", "mode": "splice",
+                                       "connect": ["127.0.0.1", 9], "scale": 1.0}, tmp_path)
+        event = relay.wait_event("hello", lambda e: e.get("event") == "hello", 20)
+        relay.wait_event("listening", lambda e: e.get("event") == "listening", 20)
+        pid = int(event["pid"])
+        assert pid != relay.pid, "the agent's pid is the remote one, not the local ssh"
+        assert any(p.startswith(f"{pid}:") for p in remote_processes(remote.directory))
+        assert Path(remote.directory, "pids", str(pid)).exists()
+        relay.kill()
+        assert not any(p.startswith(f"{pid}:") for p in remote_processes(remote.directory))
+        assert relay.returncode == -signal.SIGKILL, "the remote end says how the role ended"
+    finally:
+        note = host.close()
+    assert not note
+    assert not Path(remote.directory).exists()
+
+
+def nested(sshd: LoopbackSshd, *args: str) -> list[str]:
+    options = [f"--splice-ssh-option={o}" for o in sshd.ssh_options()]
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA",  # the header names the agent directory
+            f"--splice-target={sshd.url}", *options, *args]
+
+
+AGENT_DIR = re.compile(r"agent in (/\S+)")
+
+
+@pytest.fixture
+def local_tmp() -> Iterator[dict[str, str]]:
+    """The nested run's environment: its own TMPDIR, so that its ssh masters (whose title is
+    their control socket) can be told apart from those of any other run on this machine. Short,
+    under /tmp: a control socket path must fit in a sockaddr_un (about 100 bytes)."""
+    tmp = tempfile.mkdtemp(prefix="ssp", dir="/tmp")
+    try:
+        yield {**os.environ, "TMPDIR": tmp}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def no_masters_left(env: dict[str, str]) -> None:
+    deadline = time.monotonic() + 5
+    while remote_processes(env["TMPDIR"]):
+        assert time.monotonic() < deadline, f"ssh masters left: {remote_processes(env['TMPDIR'])}"
+        time.sleep(0.05)  # a master asked to exit is on its way out: wait, with a deadline
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
+                            local_tmp: dict[str, str]) -> None:
+    tests = ["tests/api/test_api.py::test_api[EBUSY]", "tests/tcp/test_tcp.py::test_tcp[splice-default-relay]",
+             "tests/tcp/test_tcp.py::test_tcp[copy-default-echo]", "tests/udp/test_udp.py::test_udp[splice-default]"]
+    env = local_tmp
+    done = subprocess.run(nested(sshd, *xdist, *tests), cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert re.search(r"\b4 passed\b", done.stdout), done.stdout[-2000:]
+    dirs = AGENT_DIR.findall(done.stdout)
+    assert dirs, f"no 'agent in DIR' in the report header:\n{done.stdout[:2000]}"
+    for directory in dirs:
+        assert not Path(directory).exists(), f"{directory} left on the remote"
+        assert not remote_processes(directory)
+    no_masters_left(env)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_sigint_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
+                            local_tmp: dict[str, str]) -> None:
+    # scale 10: the relay sleeps for tens of seconds, so Ctrl-C finds it running
+    args = nested(sshd, *xdist, "--splice-time-scale=10", "--splice-modes=splice",
+                  "tests/tcp/test_tcp.py::test_tcp[splice-sleep-relay-relay]",
+                  "tests/tcp/test_tcp.py::test_tcp[splice-smallbuf-sleep-relay-relay]")
+    env = local_tmp
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, env=env)
+    assert proc.stdout is not None
+    header = ""
+    directory = None
+    deadline = time.monotonic() + 60
+    try:
+        while directory is None and time.monotonic() < deadline:  # the header names the directory
+            line = proc.stdout.readline()
+            if not line:
+                break
+            header += line
+            m = AGENT_DIR.search(line)
+            if m:
+                directory = m.group(1)
+        assert directory, f"no agent directory in the header:\n{header}"
+        while not remote_processes(directory + "/sosplice_agent.py"):
+            assert time.monotonic() < deadline, "no remote agent started within 60 s"
+            assert proc.poll() is None, f"the run ended before an agent started:\n{header}"
+            time.sleep(0.05)  # polling the process table for the agent, with a deadline
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert "Interrupted" in rest or "KeyboardInterrupt" in rest, rest[-2000:]
+    assert not Path(directory).exists(), f"{directory} left on the remote after Ctrl-C\n{rest[-2000:]}"
+    assert not remote_processes(directory), remote_processes(directory)
+    no_masters_left(env)
+
+
+@pytest.mark.parametrize(("sysname", "says"), [("OpenBSD", "pkg_add python3"), ("FreeBSD", "pkg install python3")])
+def test_remote_without_python3(monkeypatch: pytest.MonkeyPatch, sysname: str, says: str) -> None:
+    from harness.targets.ssh import SshConnection
+
+    def probe(self: SshConnection, command: str) -> str:
+        return f"banner\nSOSPLICE-PROBE\n{sysname}\n7.6\namd64\nno-python3\n"
+
+    monkeypatch.setattr(SshConnection, "open", probe)
+    with pytest.raises(InfrastructureError, match=re.escape(says)):
+        SshHost(URL, []).open()
+
+
+def test_dead_master_is_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    urls = parse_target(sshd.url)
+    assert urls
+    host = SshHost(urls[0], sshd.ssh_options())
+    remote = host.open()
+    try:
+        target = SshTarget(remote, sshd.ssh_options(), "127.0.0.1", "127.0.0.1", host=host)
+        assert host.conn.master_pid is not None
+        os.kill(host.conn.master_pid, signal.SIGKILL)  # the master this test started
+        deadline = time.monotonic() + 10
+        while host.conn.alive():
+            assert time.monotonic() < deadline, "the killed master still answers"
+            time.sleep(0.05)  # waiting for the kill to take effect, with a deadline
+        with pytest.raises(InfrastructureError, match="master connection is gone") as info:
+            target.spawn("api", {"role": "api", "script": []}, tmp_path)
+        assert "\n" not in str(info.value)
+        assert "left on the remote" in host.close()
+    finally:
+        host.close()
+        if Path(remote.directory).is_dir():  # loopback: the remote directory is local
+            shutil.rmtree(remote.directory)
