@@ -29,9 +29,12 @@ CATCHERS: dict[str, list[str]] = {
     "IdleIgnored": ["tests/api/test_api.py::test_api[idle-etimedout]"],
     "EprotoSucceeds": ["tests/api/test_api.py::test_api[unsplice-EPROTO]"],
     "LengthOffByOne": ["tests/api/test_api.py::test_api[move-counter]"],
-    "UrgentAsNormal": ["tests/api/test_api.py::test_api[oobinline-urgent]"],
+    "UrgentAsNormal": ["tests/api/test_api.py::test_api[oobinline-urgent]",
+                       "tests/tcp/test_tcp.py::test_tcp[splice-oobinline-relay]"],
+    # no TCP case catches this one on Linux: the host's buffers are larger than OpenBSD's, so
+    # data never waits in the spliced source long enough for the racing read to find it
     "ReadReturnsData": ["tests/api/test_api.py::test_api[spliced-source-hidden]"],
-    "NeverEof": ["tests/api/test_api.py::test_api[eof]"],
+    "NeverEof": ["tests/api/test_api.py::test_api[eof]", "tests/tcp/test_tcp.py::test_tcp[splice-default-relay]"],
     "IgnoreMax": ["tests/relayd/test_relayd.py", "-k", "splice and (http-persistent or http-contentlength)"],
     "SplitDatagrams": ["tests/udp/test_udp.py", "-k", "splice and (default or multi)"],
     "MergeDatagrams": ["tests/udp/test_udp.py", "-k", "splice and (sleep-relay or max-multi)"],
