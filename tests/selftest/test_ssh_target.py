@@ -256,7 +256,9 @@ def test_sigint_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
         assert directory, f"no agent directory in the header:\n{header}"
         while not remote_processes(directory + "/sosplice_agent.py"):
             assert time.monotonic() < deadline, "no remote agent started within 60 s"
-            assert proc.poll() is None, f"the run ended before an agent started:\n{header}"
+            if proc.poll() is not None:
+                rest = proc.stdout.read()
+                pytest.fail(f"the run ended before an agent started:\n{header}{rest[-3000:]}")
             time.sleep(0.05)  # polling the process table for the agent, with a deadline
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
         rest, _ = proc.communicate(timeout=60)
