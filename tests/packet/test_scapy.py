@@ -116,7 +116,6 @@ def test_oobinline(scene_factory: Factory) -> None:
 
 def delayed_synack(scene: SpliceScene, data: bytes, flags: str, urgptr: int) -> None:
     """scapy-delay-*: data from the client while the relay's connect is still pending."""
-    from harness.net.peer import check_urgent, payload_of
     from harness.net.wire import WireMismatch
 
     scene.client_connect()
@@ -129,6 +128,20 @@ def delayed_synack(scene: SpliceScene, data: bytes, flags: str, urgptr: int) -> 
     scene.client_send(data, flags=flags, urgptr=urgptr)
     # upstream waits 1 s here; what it waits for is the splice on the connecting drain
     scene.await_relay_log("^Spliced$")
+    base = answer_syn_expect_payload(scene, data, urgptr, {"has_flags": "A"})
+    # the retransmitted SYN+ACK is answered with a pure ACK past the spliced data
+    at = scene.server_synack()
+    scene.wire.expect("the relay's ACK of the retransmitted SYN+ACK", "server",
+                      scene.relay_to_server(flags="A", seq=syn.pkt["TCP"].seq + 1 + len(data),
+                                            ack=1, length=0), at, among=no_payload)
+    scene.reset_both(server_ack=base)
+
+
+def answer_syn_expect_payload(scene: SpliceScene, data: bytes, urgptr: int,
+                              payload_flags: dict[str, str]) -> int:
+    """Answer the relay's SYN; expect its ACK, then the spliced payload; return the ACK's seq."""
+    from harness.net.peer import check_urgent, payload_of
+
     at = scene.server_synack()
     ack = scene.wire.expect("the relay's ACK of the server's SYN+ACK", "server",
                             scene.relay_to_server(has_flags="A", seq=scene.syn_seq + 1, ack=1), at)
@@ -138,15 +151,10 @@ def delayed_synack(scene: SpliceScene, data: bytes, flags: str, urgptr: int) -> 
                      scene.relay_to_server())
     else:
         seg = scene.wire.expect("the spliced payload to the server", "server",
-                                scene.relay_to_server(has_flags="A", seq=base, length=len(data)),
+                                scene.relay_to_server(seq=base, length=len(data), **payload_flags),
                                 at, among=has_payload)
         assert payload_of(seg.pkt) == data
-    # the retransmitted SYN+ACK is answered with a pure ACK past the spliced data
-    at = scene.server_synack()
-    scene.wire.expect("the relay's ACK of the retransmitted SYN+ACK", "server",
-                      scene.relay_to_server(flags="A", seq=syn.pkt["TCP"].seq + 1 + len(data),
-                                            ack=1, length=0), at, among=no_payload)
-    scene.reset_both(server_ack=base)
+    return base
 
 
 def test_delay_synack(scene_factory: Factory) -> None:
@@ -161,7 +169,6 @@ def test_delay_oobinline(scene_factory: Factory) -> None:
 
 def delayed_connect(scene: SpliceScene, data: bytes, urgptr: int, flags: str = "PAU") -> None:
     """scapy-*-delay-connect: the relay connects only once the client's data is there."""
-    from harness.net.peer import check_urgent, payload_of
     from harness.net.wire import WireMismatch
 
     scene.client_connect()
@@ -173,18 +180,7 @@ def delayed_connect(scene: SpliceScene, data: bytes, urgptr: int, flags: str = "
         raise WireMismatch(f"clientreadable: the relay connected (#{syn.index}) before the "
                            f"client's data (#{data_at})\n" + scene.wire.transcript())
     scene.await_relay_log("^Spliced$")
-    at = scene.server_synack()
-    ack = scene.wire.expect("the relay's ACK of the server's SYN+ACK", "server",
-                            scene.relay_to_server(has_flags="A", seq=scene.syn_seq + 1, ack=1), at)
-    base = int(ack.pkt["TCP"].seq)
-    if urgptr:
-        check_urgent(scene.wire, "spliced urgent payload", base, urgptr, data, at,
-                     scene.relay_to_server())
-    else:
-        seg = scene.wire.expect("the spliced payload to the server", "server",
-                                scene.relay_to_server(flags="PA", seq=base, length=len(data)),
-                                at, among=has_payload)
-        assert payload_of(seg.pkt) == data
+    base = answer_syn_expect_payload(scene, data, urgptr, {"flags": "PA"})
     scene.reset_both(server_ack=base)
 
 
