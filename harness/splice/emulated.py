@@ -40,6 +40,12 @@ from .api import (
 M_MAXLOOP = 128  # hops before a moved packet is refused with ELOOP
 MCLBYTES = 2048  # largest option value the kernel copies in
 CHUNK = 1 << 16  # bytes peeked per move step
+SNDLOWAT = MCLBYTES  # OpenBSD's default SO_SNDLOWAT of a drain (3.3 step 3)
+URGENT_SLACK = 1024  # urgent data may overfill the drain by this much, as send(MSG_OOB) may
+# After a writability event that did not bring BSD send space back (Linux counts its
+# buffers differently), the next look at the drain is this much later.
+SPACE_RECHECK = 0.001
+_TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
 
 # Linux tcp_info.tcpi_state values
@@ -133,6 +139,16 @@ def _atmark(s: socket.socket) -> bool:
     return bool(struct.unpack("i", buf)[0])
 
 
+def _outq(s: socket.socket) -> int | None:
+    """Bytes in the send buffer not yet acknowledged, or None where the host cannot tell."""
+    try:
+        buf = fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return None
+    value: int = struct.unpack("i", buf)[0]
+    return value
+
+
 def _sndbuf(s: socket.socket) -> int:
     """The send buffer size the application asked for (Linux stores twice that)."""
     value = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
@@ -150,6 +166,9 @@ class Link:
     personality: Personality
     deadline: float | None = None
     waiting: bool = False  # waiting for the drain to become writable (full, or connecting)
+    space_short: bool = False  # the last pass stopped for lack of BSD send space in the drain
+    recheck: float | None = None  # when to look at the drain again (space not reported by poll)
+    notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice
 
     @property
     def sfd(self) -> int:
@@ -238,7 +257,7 @@ class Engine:
 
     def _step(self) -> None:
         with self.cond:
-            deadlines = [link.deadline for link in self.links.values() if link.deadline]
+            deadlines = [t for link in self.links.values() for t in (link.deadline, link.recheck) if t]
         timeout = None
         if deadlines:
             timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
@@ -265,6 +284,9 @@ class Engine:
             for link in list(self.links.values()):
                 if link.deadline is not None and link.deadline <= now:
                     self._timeout(link)
+                elif link.recheck is not None and link.recheck <= now and self.links.get(link.sfd) is link:
+                    link.recheck = None
+                    self._pass(link)
 
     def _control(self) -> None:
         """A request from a forked child: [op] with fds [socket, reply socket]."""
@@ -301,11 +323,11 @@ class Engine:
             for link in self.links.values():
                 if link.sfd == fd:
                     interested = True
-                    if not link.waiting:
+                    if not link.waiting and link.recheck is None:
                         mask |= select.POLLIN
                 if link.dfd == fd:
                     interested = True
-                    if link.waiting:
+                    if link.waiting and link.recheck is None:
                         mask |= select.POLLOUT
             if not interested:
                 if fd in self.registered:
@@ -338,7 +360,10 @@ class Engine:
         self.drains.pop(dfd, None)
         if error:
             self.errors[sfd] = error
-        link.deadline = None
+        link.deadline = link.recheck = None
+        if link.notsent_saved is not None and _TCP_NOTSENT_LOWAT is not None:
+            with contextlib.suppress(OSError):
+                link.drain.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, link.notsent_saved)
         link.source.detach()
         link.drain.detach()
         self._sync(sfd, dfd)
@@ -458,6 +483,7 @@ class Engine:
     def _pass_stream(self, link: Link) -> None:
         src, dst = link.source, link.drain
         link.waiting = False
+        link.recheck = None
         max_reached = eof = False
         err = 0
         while True:
@@ -488,6 +514,15 @@ class Engine:
                 err = errno.ELOOP
                 break
             urgent = link.oobinline and _atmark(src)
+            space = self._space(link)
+            if space is not None:
+                space += URGENT_SLACK if urgent else 0
+                if space < amount:  # 3.3 step 3
+                    max_reached = False
+                    if space <= 0 or space < min(SNDLOWAT, _sndbuf(dst)):
+                        self._wait_for_space(link)
+                        break
+                    amount = space
             try:
                 chunk = src.recv(1 if urgent else min(amount, CHUNK), socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -512,6 +547,7 @@ class Engine:
                 break
             src.recv(sent, socket.MSG_DONTWAIT)
             self.counters[link.sfd] += sent
+            link.space_short = False
             self._hop_note_out(dst, hops.take(sent, datagram=False))
             if sent < len(chunk):
                 link.waiting, max_reached = True, False
@@ -520,6 +556,33 @@ class Engine:
                 break
         if self.links.get(link.sfd) is link:
             self._finish(link, err, max_reached, eof)
+
+    def _space(self, link: Link) -> int | None:
+        """The drain's free send space as BSD counts it: SO_SNDBUF minus what is still queued (3.3 step 2)."""
+        queued = _outq(link.drain)
+        return None if queued is None else _sndbuf(link.drain) - queued
+
+    def _wait_for_space(self, link: Link) -> None:
+        """Stop until the drain has BSD send space again.
+
+        Linux reports writability by its own accounting, so the drain's
+        TCP_NOTSENT_LOWAT is set to make POLLOUT mean "SO_SNDLOWAT fits" (unsent
+        bytes only: on loopback the rest is acknowledged at once). When a wakeup
+        still finds no space, the drain is looked at again after SPACE_RECHECK.
+        """
+        if link.space_short:
+            link.recheck = time.monotonic() + SPACE_RECHECK
+        else:
+            link.waiting = True
+        link.space_short = True
+        if _TCP_NOTSENT_LOWAT is None:
+            return
+        bsd = _sndbuf(link.drain)
+        mark = 2 * (bsd - min(SNDLOWAT, bsd)) + 2  # Linux wakes when 2 * unsent < mark
+        with contextlib.suppress(OSError):
+            if link.notsent_saved is None:
+                link.notsent_saved = link.drain.getsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT)
+            link.drain.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, mark)
 
     def _at_eof(self, link: Link) -> bool:
         try:

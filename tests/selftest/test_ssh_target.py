@@ -212,7 +212,7 @@ def no_masters_left(env: dict[str, str]) -> None:
         time.sleep(0.05)  # a master asked to exit is on its way out: wait, with a deadline
 
 
-@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+@pytest.mark.parametrize("xdist", [["-n", "0"], ["-n", "2"]], ids=["single", "xdist"])
 def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
                             local_tmp: dict[str, str]) -> None:
     tests = ["tests/api/test_api.py::test_api[EBUSY]", "tests/tcp/test_tcp.py::test_tcp[splice-default-relay]",
@@ -230,7 +230,7 @@ def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
     no_masters_left(env)
 
 
-@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+@pytest.mark.parametrize("xdist", [["-n", "0"], ["-n", "2"]], ids=["single", "xdist"])
 def test_sigint_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
                             local_tmp: dict[str, str]) -> None:
     # scale 10: the relay sleeps for tens of seconds, so Ctrl-C finds it running
