@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from . import kpipe
 from .api import (
     OPENBSD,
     Personality,
@@ -169,6 +170,7 @@ class Link:
     space_short: bool = False  # the last pass stopped for lack of BSD send space in the drain
     recheck: float | None = None  # when to look at the drain again (space not reported by poll)
     notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice
+    pipe: kpipe.KernelPipe | None = None  # the splice(2) fast path, TCP only
 
     @property
     def sfd(self) -> int:
@@ -361,6 +363,9 @@ class Engine:
         if error:
             self.errors[sfd] = error
         link.deadline = link.recheck = None
+        if link.pipe is not None:
+            link.pipe.close()
+            link.pipe = None
         if link.notsent_saved is not None and _TCP_NOTSENT_LOWAT is not None:
             with contextlib.suppress(OSError):
                 link.drain.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, link.notsent_saved)
@@ -523,6 +528,20 @@ class Engine:
                         self._wait_for_space(link)
                         break
                     amount = space
+            if link.pipe is not None and not urgent and not _atmark(src):
+                try:
+                    moved = link.pipe.move(src, dst, amount)
+                except OSError as e:
+                    err = self._send_failed(link, e)
+                    break
+                if moved:
+                    self.counters[link.sfd] += moved
+                    self._hop_note_out(dst, hops.take(moved, datagram=False))
+                    link.space_short = False
+                    if max_reached and self.counters[link.sfd] >= link.max:
+                        break
+                    continue
+                # nothing came: fall back to the byte path, which knows EAGAIN, EOF and marks
             try:
                 chunk = src.recv(1 if urgent else min(amount, CHUNK), socket.MSG_PEEK | socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -540,10 +559,7 @@ class Engine:
                 break
             except OSError as e:
                 src.recv(len(chunk), socket.MSG_DONTWAIT)  # the kernel loses it too
-                if e.errno in (errno.ECONNRESET, errno.EPIPE) and _tcp_state(dst) == _CLOSE:
-                    # Linux hands the reset to this send and clears it; BSD leaves it in so_error
-                    self.errors[link.dfd] = errno.ECONNRESET
-                err = errno.EPIPE if self._cant_send(dst) or e.errno == errno.EPIPE else (e.errno or errno.EIO)
+                err = self._send_failed(link, e)
                 break
             src.recv(sent, socket.MSG_DONTWAIT)
             self.counters[link.sfd] += sent
@@ -556,6 +572,14 @@ class Engine:
                 break
         if self.links.get(link.sfd) is link:
             self._finish(link, err, max_reached, eof)
+
+    def _send_failed(self, link: Link, e: OSError) -> int:
+        """The errno a failed move into the drain ends the splice with."""
+        dst = link.drain
+        if e.errno in (errno.ECONNRESET, errno.EPIPE) and _tcp_state(dst) == _CLOSE:
+            # Linux hands the reset to this send and clears it; BSD leaves it in so_error
+            self.errors[link.dfd] = errno.ECONNRESET
+        return errno.EPIPE if self._cant_send(dst) or e.errno == errno.EPIPE else (e.errno or errno.EIO)
 
     def _space(self, link: Link) -> int | None:
         """The drain's free send space as BSD counts it: SO_SNDBUF minus what is still queued (3.3 step 2)."""
@@ -643,6 +667,8 @@ class Engine:
 
 class EmulatedSplicer:
     """SO_SPLICE semantics in user space, for any kernel (semantics appendix A)."""
+
+    fast = True  # TCP moves by splice(2) through a pipe where the kernel has it
 
     def __init__(self, personality: Personality = OPENBSD) -> None:
         self.personality = personality
@@ -819,6 +845,8 @@ class EmulatedSplicer:
                 src.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         link = Link(source=src, drain=drain, max=max, idle=idle, tcp=_is_tcp(src),
                     oobinline=oobinline, personality=self.personality)
+        if link.tcp and kpipe.AVAILABLE and self.fast:
+            link.pipe = kpipe.KernelPipe()
         self.engine.link(link)
 
     # ---- reading the state
@@ -983,6 +1011,15 @@ def _owned_by(sock: socket.socket, key: tuple[Addr, Addr | None]) -> bool:
     except OSError:
         peer = None
     return key in ((local, peer), (local, None))
+
+
+class ByteCopySplicer(EmulatedSplicer):
+    """The emulation without the splice(2) fast path: every byte peeked, sent and consumed.
+
+    --splice-backend harness.splice.emulated:ByteCopySplicer runs the cases on this path.
+    """
+
+    fast = False
 
 
 def max_idle(sec: int, usec: int) -> float:
