@@ -363,7 +363,7 @@ class Peer:
     def serve(self) -> None:
         lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lsock.bind(("127.0.0.1", 0))
+        lsock.bind((self.spec.get("listen", "127.0.0.1"), 0))  # a remote relayd: --splice-local-addr
         lsock.listen(1)
         host, port = lsock.getsockname()
         self.log(f"listen sock: {host} {port}")

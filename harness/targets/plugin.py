@@ -6,6 +6,10 @@ agent once, and removes everything at the end, Ctrl-C included. Each xdist
 worker keeps to one host (gw0 -> first, gw1 -> second, ...) over its own
 master connection. A failure of the target itself is one line, and the run
 stops instead of failing every case.
+
+`--splice-relayd-command` and the `relayd_remote` fixture: with an ssh target the
+relayd cases run that command there (harness/relayd/remote.py), probed once per
+session; when it cannot start, they skip with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ..relayd.remote import DEFAULT_COMMAND, RemoteRelayd, parse_command
 from ..run import Settings
 from .base import InfrastructureError, Target
 from .local import LocalTarget
@@ -57,6 +62,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "listens there (default 127.0.0.1)")
     group.addoption("--splice-ssh-timeout", type=float, default=CONNECT_TIMEOUT,
                     help=f"ssh ConnectTimeout in seconds (default {CONNECT_TIMEOUT:g})")
+    group.addoption("--splice-relayd-command",
+                    default=os.environ.get("SPLICE_RELAYD_COMMAND", DEFAULT_COMMAND),
+                    help=f"with an ssh target, the relayd cases' daemon there, run as COMMAND -dvv "
+                         f"-f FILE (default '{DEFAULT_COMMAND}', plain relayd for root; our own "
+                         f"daemon: 'python3 -m harness.relayd')")
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -76,6 +86,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "(native on OpenBSD/FreeBSD, the emulation elsewhere)")
     if config.getoption("--splice-ssh-timeout") <= 0:
         raise pytest.UsageError("--splice-ssh-timeout must be positive")
+    try:
+        parse_command(config.getoption("--splice-relayd-command"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -159,6 +173,24 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield target
     finally:
         target.close()
+
+
+@pytest.fixture(scope="session")
+def relayd_remote(request: pytest.FixtureRequest, target: Target) -> RemoteRelayd | None:
+    """With an ssh target, how the relayd cases start their daemon there; locally None.
+
+    Probed once per session (per xdist worker): a daemon that cannot start skips
+    every relayd case with the reason (SPLICE_REQUIRE_ALL=1: fails them).
+    """
+    if not isinstance(target, SshTarget):
+        return None
+    remote = RemoteRelayd(target, request.config.getoption("--splice-relayd-command"))
+    why = remote.probe()
+    if why:
+        if os.environ.get("SPLICE_REQUIRE_ALL", "") not in ("", "0"):
+            pytest.fail(f"SPLICE_REQUIRE_ALL=1: {why}", pytrace=False)
+        pytest.skip(why)
+    return remote
 
 
 def settings_for(base: Settings, target: Target) -> Settings:

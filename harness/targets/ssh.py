@@ -40,8 +40,13 @@ from .base import InfrastructureError, RoleProcess
 HARNESS = Path(__file__).resolve().parents[1]
 # the agent and everything it imports: stdlib only (see harness/agent.py)
 AGENT_FILES = ("__init__.py", "agent.py", "steps.py", "cases.py", "splice/__init__.py",
-               "splice/api.py", "splice/emulated.py", "splice/native.py")
+               "splice/api.py", "splice/emulated.py", "splice/kpipe.py", "splice/native.py")
+# the relay daemon of the relayd cases (stdlib only), so that `python3 -m harness.relayd`
+# runs in the remote directory, and the launcher that runs any relay daemon there
+RELAYD_FILES = ("relayd/__init__.py", "relayd/__main__.py", "relayd/cli.py", "relayd/config.py",
+                "relayd/daemon.py", "relayd/http.py")
 LAUNCHER = "sosplice_agent.py"
+RELAYD_LAUNCHER = "sosplice_relayd.py"
 CONNECT_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 30.0
 # seconds an idle master stays up if nobody closes it (a controller killed with SIGKILL);
@@ -87,18 +92,27 @@ printf '{"event": "remote-exit", "status": %d}\\n' "$st"
 exit 0
 """
 
-# ctl.sh kill PID: end one agent of this directory; ctl.sh cleanup: end all, remove the directory.
+# ctl.sh kill PID: end one agent or relay daemon of this directory; ctl.sh cleanup: end all,
+# remove the directory. A relay daemon (its command line names its configuration in
+# "$d/relayd/") gets SIGTERM, through doas/sudo -n when its pid file names one.
 CTL_SH = """\
 d=$(cd "$(dirname "$0")" && pwd) || exit 97
 end() {
     case "$(ps -p "$1" -o args= 2>/dev/null)" in
     *"$d/sosplice_agent.py"*) kill -KILL "$1" 2>/dev/null ;;
+    *"$d/relayd/"*)
+        how=$(cat "$d/relayd-pids/$1" 2>/dev/null)
+        case "$how" in
+        doas|sudo|*/doas|*/sudo) "$how" -n kill -TERM "$1" 2>/dev/null ;;
+        *) kill -TERM "$1" 2>/dev/null ;;
+        esac
+        ;;
     esac
 }
 case "$1" in
 kill) end "$2" ;;
 cleanup)
-    for f in "$d"/pids/*; do
+    for f in "$d"/pids/* "$d"/relayd-pids/*; do
         [ -f "$f" ] && end "${f##*/}"
     done
     cd / && rm -rf "$d" && echo "removed $d"
@@ -373,9 +387,10 @@ def agent_tar(python: str) -> bytes:
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
 
-        for rel in AGENT_FILES:
+        for rel in (*AGENT_FILES, *RELAYD_FILES):
             add(f"harness/{rel}", (HARNESS / rel).read_bytes())
         add(LAUNCHER, LAUNCHER_TEXT.encode())
+        add(RELAYD_LAUNCHER, (HARNESS / "relayd" / "launcher.py").read_bytes())
         add("role.sh", ROLE_SH.encode(), 0o755)
         add("ctl.sh", CTL_SH.encode(), 0o755)
         add("python", python.encode() + b"\n")  # the interpreter the probe found (no PATH shims)
@@ -450,11 +465,12 @@ class SshHost:
 class SshRoleProcess(RoleProcess):
     """A role running on the remote through the master; its local process is ssh."""
 
-    def __init__(self, target: SshTarget, name: str, spec: dict[str, Any], logdir: Path) -> None:
+    def __init__(self, target: SshTarget, name: str, spec: dict[str, Any], logdir: Path,
+                 argv: list[str] | None = None) -> None:
         self.target = target
         self.remote_pid: int | None = None
         self.remote_status: int | None = None
-        super().__init__(name, target.role_argv(), spec, logdir)
+        super().__init__(name, argv or target.role_argv(), spec, logdir)
 
     def exit_status(self, status: int) -> int:
         for event in self.events:
@@ -471,6 +487,10 @@ class SshRoleProcess(RoleProcess):
                 if event.get("event") == "hello":
                     return int(event["pid"])
         return None
+
+    def remote_ended(self) -> bool:
+        with self.cond:
+            return any(e.get("event") == "remote-exit" for e in self.events)
 
     def check_infrastructure(self) -> None:
         status = self.proc.poll()
@@ -491,9 +511,10 @@ class SshRoleProcess(RoleProcess):
     def kill(self) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(1.0)  # a role that just reported its result is on its way out
-        if self.proc.poll() is None:
+        alive = self.proc.poll() is None
+        if alive or not self.remote_ended():  # ssh gone, the remote end may not be
             pid = self.hello_pid()
-            if pid is None:
+            if pid is None and alive:
                 # the agent may not have said hello yet: give it a moment, with a deadline
                 with contextlib.suppress(AssertionError):
                     self.wait_event("hello", lambda e: e.get("event") in ("hello", "exit"), 5.0)
