@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def terminate(signum: int, frame: FrameType | None) -> None:
-        out.log("parent terminating")
-        sys.stdout.flush()
+        out.last_words("parent terminating")
         os._exit(0)
 
     signal.signal(signal.SIGTERM, terminate)

@@ -60,6 +60,13 @@ class Output:
         if self.json:
             os.write(1, (json.dumps({"event": name, **fields}) + "\n").encode())
 
+    def last_words(self, text: str) -> None:
+        """A log line from a signal handler: no lock (the interrupted thread may hold it), one write."""
+        if self.json:
+            os.write(1, (json.dumps({"event": "log", "role": "relay", "text": text}) + "\n").encode())
+        else:
+            os.write(2, (text + "\n").encode())
+
     def log(self, text: str) -> None:
         with self.lock:
             if self.json:
