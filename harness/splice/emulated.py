@@ -45,7 +45,8 @@ SNDLOWAT = MCLBYTES  # OpenBSD's default SO_SNDLOWAT of a drain (3.3 step 3)
 URGENT_SLACK = 1024  # urgent data may overfill the drain by this much, as send(MSG_OOB) may
 # After a writability event that did not bring BSD send space back (Linux counts its
 # buffers differently), the next look at the drain is this much later.
-SPACE_RECHECK = 0.001
+SPACE_RECHECK = 0.0002  # seconds: look at a drain short of BSD space again (acknowledgements raise no event)
+FINE_WAIT = 0.002  # waits shorter than this are timed by select(2), not poll(2)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
 
@@ -150,10 +151,13 @@ def _outq(s: socket.socket) -> int | None:
     return value
 
 
+_SNDBUF_DOUBLED = os.uname().sysname == "Linux"
+
+
 def _sndbuf(s: socket.socket) -> int:
     """The send buffer size the application asked for (Linux stores twice that)."""
     value = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-    return value // 2 if os.uname().sysname == "Linux" else value
+    return value // 2 if _SNDBUF_DOUBLED else value
 
 
 @dataclass
@@ -171,6 +175,9 @@ class Link:
     recheck: float | None = None  # when to look at the drain again (space not reported by poll)
     notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice
     pipe: kpipe.KernelPipe | None = None  # the splice(2) fast path, TCP only
+    # hop keys, kept once known for TCP (a connected socket's addresses do not change)
+    src_key: tuple[Addr, Addr | None] | None = None  # (source's local, source's peer)
+    out_key: tuple[Addr, Addr] | None = None  # (drain's peer, drain's local)
 
     @property
     def sfd(self) -> int:
@@ -262,7 +269,14 @@ class Engine:
             deadlines = [t for link in self.links.values() for t in (link.deadline, link.recheck) if t]
         timeout = None
         if deadlines:
-            timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+            left = min(deadlines) - time.monotonic()
+            timeout = max(0, int(left * 1000) + 1)
+            if 0 < left < FINE_WAIT:
+                # poll(2) counts whole milliseconds; a sub-millisecond recheck (waiting
+                # for acknowledgements that free drain space) waits on the wake pipe
+                # alone, with select's microsecond timeout, then looks at every socket
+                timeout = 0
+                select.select([self.wake_r], [], [], left)
         events = self.poller.poll(timeout)
         with self.cond:
             for fd, ev in events:
@@ -422,19 +436,38 @@ class Engine:
                 sender = None
         return (local, sender)
 
-    def _hop_note_out(self, drain: socket.socket, pieces: list[tuple[int, int]]) -> None:
-        """Data sent on drain arrives at drain's peer one hop further, if that is ours."""
+    def _link_key(self, link: Link) -> tuple[Addr, Addr | None] | None:
+        """The hop key of a link's source (its own sender unknown): _hop_key_in, kept for TCP."""
+        if link.src_key is not None:
+            return link.src_key
+        key = self._hop_key_in(link.source, None)
+        if link.tcp and key is not None and key[1] is not None:
+            link.src_key = key
+        return key
+
+    def _out_key(self, drain: socket.socket, link: Link | None) -> tuple[Addr, Addr | None] | None:
+        """(drain's peer, drain's local): where data sent on drain arrives; kept for a TCP link."""
+        if link is not None and link.out_key is not None:
+            return link.out_key
         try:
             peer = _addr(drain.getpeername())
             local = _addr(drain.getsockname())
         except OSError:
-            return
+            return None
         if peer is None:
+            return None
+        if link is not None and link.tcp and local is not None:
+            link.out_key = (peer, local)
+        return (peer, local)
+
+    def _hop_note_out(self, drain: socket.socket, pieces: list[tuple[int, int]],
+                      link: Link | None = None) -> None:
+        """Data sent on drain arrives at drain's peer one hop further, if that is ours."""
+        key = self._out_key(drain, link)
+        if key is None:
             return
-        ours = any(
-            self._hop_key_in(link.source, None) in ((peer, local), (peer, None))
-            for link in self.links.values()
-        )
+        peer, local = key
+        ours = any(self._link_key(other) in (key, (peer, None)) for other in self.links.values())
         if not ours:
             return
         hops = self.hops.setdefault((peer, local), _Hops())
@@ -463,12 +496,13 @@ class Engine:
         err = self._pending_error(link.source)
         if err:
             return err
-        if self._cant_send(link.drain):
-            return errno.EPIPE
+        state = _tcp_state(link.drain) if link.tcp else None
+        if state is not None and state not in _CAN_SEND and state not in _CONNECTING:
+            return errno.EPIPE  # the drain cannot send any more
         derr = self.errors.get(link.dfd) or self._pending_error(link.drain)
         if derr and derr not in _IGNORED_DRAIN_ERRORS:
             return derr
-        if self._connecting(link.drain):
+        if state in _CONNECTING:
             link.waiting = True
             return 0
         return None
@@ -513,8 +547,7 @@ class Engine:
                 if eof and self.errors.get(link.sfd):
                     err = self.errors[link.sfd]
                 break
-            key = self._hop_key_in(src, None)
-            hops = self._hops_for(key)
+            hops = self._hops_for(self._link_key(link))
             if link.personality.eloop and hops.first() >= M_MAXLOOP:
                 err = errno.ELOOP
                 break
@@ -536,7 +569,7 @@ class Engine:
                     break
                 if moved:
                     self.counters[link.sfd] += moved
-                    self._hop_note_out(dst, hops.take(moved, datagram=False))
+                    self._hop_note_out(dst, hops.take(moved, datagram=False), link)
                     link.space_short = False
                     if max_reached and self.counters[link.sfd] >= link.max:
                         break
@@ -564,7 +597,7 @@ class Engine:
             src.recv(sent, socket.MSG_DONTWAIT)
             self.counters[link.sfd] += sent
             link.space_short = False
-            self._hop_note_out(dst, hops.take(sent, datagram=False))
+            self._hop_note_out(dst, hops.take(sent, datagram=False), link)
             if sent < len(chunk):
                 link.waiting, max_reached = True, False
                 break
