@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .measure import OURS, PEERS, Sample, available_peers, iperf3, run_path
 from .procs import PerfError
+from .relay import SOCKBUF
 from .report import Summary, chart, table, to_json
 
 
@@ -25,6 +26,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per path (default 3)")
     p.add_argument("--backend", default="emulated", help="splice backend of the relay (default emulated)")
     p.add_argument("--personality", default="openbsd")
+    p.add_argument("--sockbuf", type=int, default=0,
+                   help=f"SO_RCVBUF/SO_SNDBUF of every relay, ours and the peers (default 0: the "
+                        f"kernel's, autotuned; relay.c sets {SOCKBUF})")
     p.add_argument("--no-peers", action="store_true", help="do not measure socat, haproxy, iperf3")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--png", type=Path, help="write a bar chart (needs matplotlib)")
@@ -32,8 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.protos = [x for x in args.proto.split(",") if x]
     args.path_list = [x for x in args.paths.split(",") if x]
     bad = [x for x in args.protos if x not in ("tcp", "udp")] + [x for x in args.path_list if x not in OURS]
-    if bad or args.seconds <= 0 or args.repeat < 1:
-        p.error(f"invalid value(s): {', '.join(bad) or 'seconds and repeat must be positive'}")
+    if bad or args.seconds <= 0 or args.repeat < 1 or args.sockbuf < 0:
+        p.error(f"invalid value(s): {', '.join(bad) or 'seconds and repeat must be positive, sockbuf not negative'}")
     return args
 
 
@@ -53,7 +57,8 @@ def main(argv: list[str]) -> int:
             if proto == "tcp" and not args.no_peers:
                 paths += [p for p in available_peers() if p in PEERS]
             for path in paths:
-                samples = [run_path(proto, path, args.seconds, args.backend, args.personality)
+                samples = [run_path(proto, path, args.seconds, args.backend, args.personality,
+                                    sockbuf=args.sockbuf)
                            for _ in range(args.repeat)]
                 rows.append(Summary.of(proto, path, samples))
             if proto == "tcp" and not args.no_peers:
@@ -64,8 +69,8 @@ def main(argv: list[str]) -> int:
         print(f"harness.perf: {e}", file=sys.stderr)
         return 1
     meta = {"seconds": args.seconds, "repeat": args.repeat, "backend": args.backend,
-            "personality": args.personality}
-    print(to_json(rows, meta) if args.json else table(rows))
+            "personality": args.personality, "sockbuf": args.sockbuf}
+    print(to_json(rows, meta) if args.json else table(rows, meta))
     if args.png and not chart(rows, args.png):
         print("harness.perf: no chart: matplotlib is not installed (pip install '.[perf]')", file=sys.stderr)
     return 0

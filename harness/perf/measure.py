@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .procs import PerfError, Proc, listening_port
+from .relay import SOCKBUF
 
 OURS = ("direct", "copy", "splice")
 PEERS = ("socat", "haproxy")  # TCP relays measured beside ours when installed
@@ -29,11 +30,15 @@ def available_peers() -> list[str]:
     return [p for p in PEERS if shutil.which(p)]
 
 
-def _haproxy(listener: socket.socket, port: int, workdir: Path) -> Proc:
-    """haproxy with option splice-auto, on a listening socket we bound (it refuses port 0)."""
+def _haproxy(listener: socket.socket, port: int, workdir: Path, sockbuf: int) -> Proc:
+    """haproxy with option splice-auto, on a listening socket we bound (it refuses port 0).
+
+    With relay.c's buffers: SO_RCVBUF on the client side, SO_SNDBUF on the server side.
+    """
     cfg = workdir / "haproxy.cfg"
+    tune = f"  tune.rcvbuf.client {sockbuf}\n  tune.sndbuf.server {sockbuf}\n" if sockbuf else ""
     cfg.write_text(
-        "global\n  maxconn 64\n"
+        f"global\n  maxconn 64\n{tune}"
         "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
         f"listen relay\n  bind fd@{listener.fileno()}\n  option splice-auto\n"
         f"  server sink 127.0.0.1:{port}\n"
@@ -45,16 +50,25 @@ def _haproxy(listener: socket.socket, port: int, workdir: Path) -> Proc:
     return wrapped
 
 
-def _socat(port: int) -> tuple[Proc, int]:
-    """socat as a copy relay; it binds port 0 itself and the kernel tells us which port it got."""
-    proc = Proc(["socat", "-b", "65536", "TCP4-LISTEN:0,bind=127.0.0.1,reuseaddr",
-                 f"TCP4:127.0.0.1:{port}"], "socat")
+def _socat(port: int, sockbuf: int) -> tuple[Proc, int]:
+    """socat as a copy relay set up as relay.c (64 KiB copies, its buffers, TCP_NODELAY out).
+
+    It binds port 0 itself and the kernel tells us which port it got.
+    """
+    listen = f",rcvbuf={sockbuf}" if sockbuf else ""
+    out = f",sndbuf={sockbuf}" if sockbuf else ""
+    proc = Proc(["socat", "-b", "65536", f"TCP4-LISTEN:0,bind=127.0.0.1,reuseaddr{listen}",
+                 f"TCP4:127.0.0.1:{port},nodelay{out}"], "socat")
     return proc, listening_port(proc.proc.pid, START)
 
 
 def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
-             personality: str = "openbsd", size: int = 1472) -> Sample:
-    """Sink, then the relay of `path` (none for direct), then the source for `seconds`."""
+             personality: str = "openbsd", size: int = 1472, sockbuf: int = SOCKBUF) -> Sample:
+    """Sink, then the relay of `path` (none for direct), then the source for `seconds`.
+
+    Every relay, ours and the peers, gets the same socket buffers (`sockbuf`,
+    relay.c's 100000 by default; 0 leaves the kernel's autotuning).
+    """
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="sosplice-perf-") as tmp:
         listener: socket.socket | None = None
@@ -64,7 +78,7 @@ def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
             port = int(sink.event("listening", START)["port"])
             if path in ("copy", "splice"):
                 relay = Proc.python("harness.perf.relay", path, proto, "127.0.0.1", str(port), backend,
-                                    personality, what=f"{path} relay")
+                                    personality, str(sockbuf), what=f"{path} relay")
                 procs.append(relay)
                 port = int(relay.event("listening", START)["port"])
             elif path in PEERS:
@@ -72,10 +86,10 @@ def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
                     raise PerfError(f"{path} is measured for TCP only")
                 if path == "haproxy":
                     listener = socket.create_server(("127.0.0.1", 0), backlog=5)
-                    procs.append(_haproxy(listener, port, Path(tmp)))
+                    procs.append(_haproxy(listener, port, Path(tmp), sockbuf))
                     port = listener.getsockname()[1]
                 else:
-                    peer, port = _socat(port)
+                    peer, port = _socat(port, sockbuf)
                     procs.append(peer)
             elif path != "direct":
                 raise PerfError(f"unknown path {path!r}")

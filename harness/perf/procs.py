@@ -87,11 +87,16 @@ class Proc:
         raise PerfError(f"{self.what}: still running after {timeout:g} s")
 
     def kill(self) -> None:
-        if self.proc.returncode is None and self.proc.poll() is None:
+        """End it if it still runs; either way reap it here, so that its CPU time is counted."""
+        if self.proc.returncode is not None:
+            return
+        pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+        if not pid:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            _pid, _status, usage = os.wait4(self.proc.pid, 0)
-            self.cpu = usage.ru_utime + usage.ru_stime
+            pid, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
 
 
 def listening_port(pid: int, timeout: float) -> int:

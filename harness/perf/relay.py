@@ -1,6 +1,6 @@
 """The relay under measurement, after upstream's perf/relay.c: accept, connect, then copy or splice.
 
-    python -m harness.perf.relay copy|splice tcp|udp HOST PORT [BACKEND] [PERSONALITY]
+    python -m harness.perf.relay copy|splice tcp|udp HOST PORT [BACKEND] [PERSONALITY] [SOCKBUF]
 
 Listens on port 0 and reports it; relays one connection (TCP) or one stream of
 datagrams (UDP, ended by 1 s of idleness), then reports the bytes it moved.
@@ -15,7 +15,7 @@ import sys
 
 from harness.splice import load_splicer
 
-SNDBUF = RCVBUF = 100000  # as relay.c
+SOCKBUF = 100000  # relay.c's SO_RCVBUF (listening side) and SO_SNDBUF (outbound); 0: the kernel's
 UDP_IDLE = 1.0
 
 
@@ -25,22 +25,25 @@ def emit(**fields: object) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 4 or argv[0] not in ("copy", "splice") or argv[1] not in ("tcp", "udp"):
-        print("usage: python -m harness.perf.relay copy|splice tcp|udp HOST PORT [BACKEND] [PERSONALITY]",
+        print("usage: python -m harness.perf.relay copy|splice tcp|udp HOST PORT [BACKEND] [PERSONALITY] [SOCKBUF]",
               file=sys.stderr)
         return 2
     mode, proto, host, port = argv[0], argv[1], argv[2], int(argv[3])
     backend = argv[4] if len(argv) > 4 else "emulated"
     personality = argv[5] if len(argv) > 5 else "openbsd"
+    sockbuf = int(argv[6]) if len(argv) > 6 else SOCKBUF
     splicer = load_splicer(backend, personality)
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     lsock = socket.socket(socket.AF_INET, kind)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    if sockbuf:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sockbuf)
     lsock.bind(("127.0.0.1", 0))
     if proto == "tcp":
         lsock.listen(5)
     emit(event="listening", port=lsock.getsockname()[1])
     out = socket.socket(socket.AF_INET, kind)
-    out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+    if sockbuf:
+        out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sockbuf)
     if proto == "tcp":
         src, _ = lsock.accept()
         out.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -50,8 +50,14 @@ def factors(rows: list[Summary]) -> dict[str, dict[str, float]]:
     return out
 
 
-def table(rows: list[Summary]) -> str:
-    lines = [f"{'proto':5} {'path':8} {'runs':>4} {'Gbit/s':>8} {'min-max':>13} {'dgram/s':>10} {'CPU s/GB':>9}"]
+def table(rows: list[Summary], meta: dict[str, object] | None = None) -> str:
+    lines = []
+    if meta:
+        buf = meta.get("sockbuf")
+        bufs = f"SO_RCVBUF/SO_SNDBUF {buf} in every relay" if buf else "the kernel's socket buffers"
+        lines.append(f"# {meta.get('repeat')} runs of {meta.get('seconds')} s per path, {bufs}, "
+                     f"splice backend {meta.get('backend')}")
+    lines += [f"{'proto':5} {'path':8} {'runs':>4} {'Gbit/s':>8} {'min-max':>13} {'dgram/s':>10} {'CPU s/GB':>9}"]
     for r in rows:
         dg = f"{r.dgrams_per_s:10.0f}" if r.proto == "udp" else f"{'-':>10}"
         lines.append(f"{r.proto:5} {r.path:8} {r.runs:4d} {r.gbps:8.2f} {r.gbps_min:6.2f}-{r.gbps_max:<6.2f} "

@@ -28,6 +28,7 @@ def test_perf_report_is_well_formed() -> None:
             assert row["cpu_s_per_gb"] > 0, row
         assert "splice/copy" in report["factors"][proto], f"no splice/copy factor for {proto}"
     assert rows[("udp", "splice")]["dgrams_per_s"] > 0
+    assert report["meta"]["sockbuf"] == 0, "the default is the kernel's socket buffers"
 
 
 def test_perf_bad_option_is_one_line() -> None:
