@@ -49,6 +49,8 @@ SPACE_RECHECK = 0.0002  # seconds: look at a drain short of BSD space again (ack
 FINE_WAIT = 0.002  # waits shorter than this are timed by select(2), not poll(2)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
+_PEEK_NOWAIT = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: enum flags cost per datagram
+_PKTINFO_SPACE = socket.CMSG_SPACE(12)
 
 # Linux tcp_info.tcpi_state values
 _ESTABLISHED, _SYN_SENT, _SYN_RECV, _CLOSE, _LISTEN, _CLOSE_WAIT = 1, 2, 3, 7, 10, 8
@@ -655,14 +657,23 @@ class Engine:
         link.waiting = False
         max_reached = False
         err = 0
+        # what stays the same for every datagram of the pass, looked up once
+        try:
+            local: Addr | None = _addr(src.getsockname())
+        except OSError:
+            local = None
+        sndbuf = _sndbuf(dst)
+        broadcasts: dict[int, bytes | None] = {}
+        out = self._out_key(dst, None)  # where the datagrams arrive, and whether that is ours
+        ours = out is not None and any(self._link_key(other) in (out, (out[0], None))
+                                       for other in self.links.values())
         while True:
             check = self._checks(link)
             if check is not None:
                 err = check
                 break
             try:
-                data, anc, _flags, sender = src.recvmsg(
-                    1 << 16, socket.CMSG_SPACE(12), socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                data, anc, _flags, sender = src.recvmsg(1 << 16, _PKTINFO_SPACE, _PEEK_NOWAIT)
             except BlockingIOError:
                 break
             except OSError as e:
@@ -671,11 +682,12 @@ class Engine:
             size = len(data)
             if link.max and size >= link.max - self.counters[link.sfd]:
                 max_reached = True  # this datagram reaches max, or does not fit
-            hops = self._hops_for(self._hop_key_in(src, _addr(sender)))
-            if link.personality.eloop and (hops.first() >= M_MAXLOOP or _looped_broadcast(anc, sender)):
+            hops = self._hops_for(None if local is None else (local, _addr(sender)))
+            if link.personality.eloop and (hops.first() >= M_MAXLOOP
+                                         or _looped_broadcast(anc, sender, broadcasts)):
                 err = errno.ELOOP
                 break
-            if size > _sndbuf(dst):
+            if size > sndbuf:
                 err = errno.EMSGSIZE
                 break
             if link.max and self.counters[link.sfd] + size > link.max:
@@ -691,7 +703,9 @@ class Engine:
                 break
             src.recv(1, socket.MSG_DONTWAIT)  # consumes the whole datagram
             self.counters[link.sfd] += size
-            self._hop_note_out(dst, hops.take(size, datagram=True))
+            pieces = hops.take(size, datagram=True)
+            if ours and out is not None:  # one hop further at the drain's peer (appendix A)
+                self.hops.setdefault(out, _Hops()).ranges.extend([n, h + 1] for n, h in pieces)
             if max_reached and self.counters[link.sfd] == link.max:
                 break
         if self.links.get(link.sfd) is link:
@@ -1017,18 +1031,22 @@ def _is_local(host: str) -> bool:
     return True
 
 
-def _looped_broadcast(anc: list[tuple[int, int, bytes]], sender: object) -> bool:
+def _looped_broadcast(anc: list[tuple[int, int, bytes]], sender: object,
+                      broadcasts: dict[int, bytes | None]) -> bool:
     """A broadcast or multicast datagram that this host sent to itself (semantics 3.8).
 
     IP_PKTINFO (Linux: int ifindex, in_addr spec_dst, in_addr addr) gives the header's
     destination; a sender address of this host means it came back over loopback.
+    `broadcasts` keeps the interfaces' broadcast addresses for the caller (one pass).
     """
     for level, kind, data in anc:
         if level != socket.IPPROTO_IP or kind != _IP_PKTINFO or len(data) < 12:
             continue
         ifindex = struct.unpack("=i", data[:4])[0]
         dst = data[8:12]
-        cast = dst == b"\xff\xff\xff\xff" or 224 <= dst[0] <= 239 or dst == _broadcast_of(ifindex)
+        if ifindex not in broadcasts:
+            broadcasts[ifindex] = _broadcast_of(ifindex)
+        cast = dst == b"\xff\xff\xff\xff" or 224 <= dst[0] <= 239 or dst == broadcasts[ifindex]
         peer = _addr(sender)
         return cast and peer is not None and _is_local(peer[0])
     return False
