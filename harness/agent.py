@@ -265,6 +265,10 @@ def main() -> int:
     emit("hello", pid=os.getpid(), sysname=os.uname().sysname, personality=splicer.personality.name)
     if spec.get("role") == "api":
         return run_api(spec, splicer)
+    if spec.get("role") == "perf-relay":  # python -m harness.perf --target ssh://...
+        from .perf.relay import run_spec
+
+        return run_spec(spec, splicer)
     role = Role(spec, splicer)
     try:
         role.run()

@@ -1,6 +1,6 @@
 """Load generator processes: a sink that counts, a source that blasts for a while.
 
-    python -m harness.perf.load sink tcp|udp
+    python -m harness.perf.load sink tcp|udp [BIND]
     python -m harness.perf.load source tcp|udp HOST PORT SECONDS [DATAGRAM_SIZE]
 
 Each prints JSON lines: {"event": "listening", "port"} (sink), then
@@ -25,9 +25,10 @@ def emit(**fields: object) -> None:
     os.write(1, (json.dumps(fields) + "\n").encode())
 
 
-def sink(proto: str) -> None:
+def sink(proto: str, bind: str = "127.0.0.1") -> None:
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     if proto == "tcp":
-        lsock = socket.create_server(("127.0.0.1", 0))
+        lsock = socket.create_server((bind, 0), family=family)
         emit(event="listening", port=lsock.getsockname()[1])
         conn, _ = lsock.accept()
         buf = bytearray(BUF)
@@ -43,9 +44,9 @@ def sink(proto: str) -> None:
             total += n
         emit(event="done", bytes=total, datagrams=0, seconds=time.monotonic() - first if total else 0.0)
         return
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    s.bind(("127.0.0.1", 0))
+    s.bind((bind, 0))
     emit(event="listening", port=s.getsockname()[1])
     buf = bytearray(1 << 16)
     total = count = 0
@@ -74,7 +75,7 @@ def source(proto: str, host: str, port: int, seconds: float, size: int) -> None:
         s.recv(1)  # wait for the far end to close
         emit(event="done", bytes=total, datagrams=0, seconds=seconds)
         return
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     s.connect((host, port))
     payload = b"x" * size
     total = count = 0
@@ -92,13 +93,13 @@ def source(proto: str, host: str, port: int, seconds: float, size: int) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "sink":
-        sink(argv[1])
+        sink(argv[1], argv[2] if len(argv) > 2 else "127.0.0.1")
         return 0
     if len(argv) >= 5 and argv[0] == "source":
         size = int(argv[5]) if len(argv) > 5 else 1472
         source(argv[1], argv[2], int(argv[3]), float(argv[4]), size)
         return 0
-    print("usage: python -m harness.perf.load sink tcp|udp | source tcp|udp HOST PORT SECONDS [SIZE]",
+    print("usage: python -m harness.perf.load sink tcp|udp [BIND] | source tcp|udp HOST PORT SECONDS [SIZE]",
           file=sys.stderr)
     return 2
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from .procs import PerfError, Proc, listening_port
 from .relay import SOCKBUF
+from .remote import PerfTarget
 
 OURS = ("direct", "copy", "splice")
 PEERS = ("socat", "haproxy")  # TCP relays measured beside ours when installed
 START = 10.0  # seconds a process may take to come up
+REMOTE_START = 30.0  # a relay on an ssh target: ssh through the master, the agent's start
 
 
 @dataclass(frozen=True)
@@ -63,25 +65,37 @@ def _socat(port: int, sockbuf: int) -> tuple[Proc, int]:
 
 
 def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
-             personality: str = "openbsd", size: int = 1472, sockbuf: int = SOCKBUF) -> Sample:
+             personality: str = "openbsd", size: int = 1472, sockbuf: int = SOCKBUF,
+             target: PerfTarget | None = None) -> Sample:
     """Sink, then the relay of `path` (none for direct), then the source for `seconds`.
 
     Every relay, ours and the peers, gets the same socket buffers (`sockbuf`,
-    relay.c's 100000 by default; 0 leaves the kernel's autotuning).
+    relay.c's 100000 by default; 0 leaves the kernel's autotuning). With a
+    target, our relays run there and report their own CPU time.
     """
     procs: list[Proc] = []
+    remote_relay: Proc | None = None
+    local_addr = target.local_addr if target is not None else "127.0.0.1"
+    relay_addr = "127.0.0.1"
     with tempfile.TemporaryDirectory(prefix="sosplice-perf-") as tmp:
         listener: socket.socket | None = None
         try:
-            sink = Proc.python("harness.perf.load", "sink", proto, what="sink")
+            sink = Proc.python("harness.perf.load", "sink", proto, local_addr, what="sink")
             procs.append(sink)
             port = int(sink.event("listening", START)["port"])
-            if path in ("copy", "splice"):
+            if path in ("copy", "splice") and target is not None:
+                remote_relay = target.relay(path, proto, port, sockbuf)
+                procs.append(remote_relay)
+                port = int(remote_relay.event("listening", REMOTE_START)["port"])
+                relay_addr = target.remote_addr
+            elif path in ("copy", "splice"):
                 relay = Proc.python("harness.perf.relay", path, proto, "127.0.0.1", str(port), backend,
                                     personality, str(sockbuf), what=f"{path} relay")
                 procs.append(relay)
                 port = int(relay.event("listening", START)["port"])
             elif path in PEERS:
+                if target is not None:
+                    raise PerfError(f"{path} runs here, not on the target: not measured with --target")
                 if proto != "tcp":
                     raise PerfError(f"{path} is measured for TCP only")
                 if path == "haproxy":
@@ -93,11 +107,12 @@ def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
                     procs.append(peer)
             elif path != "direct":
                 raise PerfError(f"unknown path {path!r}")
-            source = Proc.python("harness.perf.load", "source", proto, "127.0.0.1", str(port), str(seconds),
+            source = Proc.python("harness.perf.load", "source", proto, relay_addr, str(port), str(seconds),
                                  str(size), what="source")
             procs.append(source)
             done = sink.event("done", seconds + 30)
             source.event("done", 30)
+            remote_cpu = float(remote_relay.event("done", 30)["cpu"]) if remote_relay else 0.0
             for proc in procs:
                 if proc.what in PEERS:
                     proc.kill()
@@ -108,7 +123,8 @@ def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
                 proc.kill()
             if listener is not None:
                 listener.close()
-    cpu = sum(p.cpu for p in procs)
+    # the remote relay's own account, not its local ssh's
+    cpu = sum(p.cpu for p in procs if p is not remote_relay) + (remote_cpu if remote_relay else 0.0)
     moved = int(done["bytes"])
     elapsed = float(done["seconds"]) or seconds
     if not moved:

@@ -21,12 +21,18 @@ class PerfError(RuntimeError):
 
 
 class Proc:
-    def __init__(self, argv: list[str], what: str) -> None:
+    def __init__(self, argv: list[str], what: str, stdin: bytes | None = None) -> None:
+        """Start argv; `stdin`, when given, is written to it and closed (a remote role's spec)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         self.what = what
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                     cwd=str(ROOT), start_new_session=True)
+                                     cwd=str(ROOT), start_new_session=True,
+                                     stdin=subprocess.PIPE if stdin is not None else None)
+        if stdin is not None and self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.write(stdin)
+            self.proc.stdin.close()
         self.cpu = 0.0
         self._buf = b""
 

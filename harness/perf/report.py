@@ -57,6 +57,8 @@ def table(rows: list[Summary], meta: dict[str, object] | None = None) -> str:
         bufs = f"SO_RCVBUF/SO_SNDBUF {buf} in every relay" if buf else "the kernel's socket buffers"
         lines.append(f"# {meta.get('repeat')} runs of {meta.get('seconds')} s per path, {bufs}, "
                      f"splice backend {meta.get('backend')}")
+        if meta.get("target", "local") != "local":
+            lines.append(f"# relays on {meta['target']}")
     lines += [f"{'proto':5} {'path':8} {'runs':>4} {'Gbit/s':>8} {'min-max':>13} {'dgram/s':>10} {'CPU s/GB':>9}"]
     for r in rows:
         dg = f"{r.dgrams_per_s:10.0f}" if r.proto == "udp" else f"{'-':>10}"

@@ -45,6 +45,8 @@ AGENT_FILES = ("__init__.py", "agent.py", "steps.py", "cases.py", "splice/__init
 # runs in the remote directory, and the launcher that runs any relay daemon there
 RELAYD_FILES = ("relayd/__init__.py", "relayd/__main__.py", "relayd/cli.py", "relayd/config.py",
                 "relayd/daemon.py", "relayd/http.py")
+# the relay of `python -m harness.perf --target ssh://...`, run by the agent (stdlib only)
+PERF_FILES = ("perf/__init__.py", "perf/relay.py")
 LAUNCHER = "sosplice_agent.py"
 RELAYD_LAUNCHER = "sosplice_relayd.py"
 CONNECT_TIMEOUT = 10.0
@@ -387,7 +389,7 @@ def agent_tar(python: str) -> bytes:
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
 
-        for rel in (*AGENT_FILES, *RELAYD_FILES):
+        for rel in (*AGENT_FILES, *RELAYD_FILES, *PERF_FILES):
             add(f"harness/{rel}", (HARNESS / rel).read_bytes())
         add(LAUNCHER, LAUNCHER_TEXT.encode())
         add(RELAYD_LAUNCHER, (HARNESS / "relayd" / "launcher.py").read_bytes())

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from conftest import require_all
+from harness.targets.sshd import LoopbackSshd, SshdError, available, start
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.selftest
@@ -36,3 +42,49 @@ def test_perf_bad_option_is_one_line() -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "invalid value(s): sctp" in result.stderr
+
+
+def test_perf_unreachable_target_is_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "harness.perf", "--target", "ssh://root@127.0.0.1:1",
+                             "--ssh-timeout", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "harness.perf: ssh://root@127.0.0.1:1: host unreachable "
+        "(ssh: connect to host 127.0.0.1 port 1: Connection refused)"], result.stderr
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
+    why = available() or (None if os.geteuid() == 0 else "the loopback sshd logs in as root")
+    if why:
+        if require_all():
+            pytest.fail(f"SPLICE_REQUIRE_ALL=1: cannot measure through ssh: {why}")
+        pytest.skip(f"cannot measure through ssh: {why}")
+    try:
+        server = start(tmp_path_factory.mktemp("sshd"))
+    except SshdError as e:
+        pytest.fail(f"loopback sshd: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_perf_relay_runs_on_the_target(sshd: LoopbackSshd) -> None:
+    """The relays run on the ssh target (the agent there), report their own CPU, and leave nothing."""
+    options = [f"--ssh-option={o}" for o in sshd.ssh_options()]
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.perf", "--target", sshd.url, *options, "--proto", "tcp",
+         "--seconds", "0.3", "--repeat", "1", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"harness.perf failed: {result.stderr.strip()}"
+    report = json.loads(result.stdout)
+    target = str(report["meta"]["target"])
+    m = re.search(r"agent in (\S+)$", target)
+    assert target.startswith(f"{sshd.url}: ") and m, target
+    assert not Path(m.group(1)).exists(), f"{m.group(1)} left on the remote"
+    rows = {r["path"]: r for r in report["results"]}
+    assert set(rows) == {"direct", "copy", "splice"}, "no peers with a target: they would run here"
+    for path in ("copy", "splice"):
+        assert rows[path]["gbps"] > 0 and rows[path]["cpu_s_per_gb"] > 0, rows[path]
