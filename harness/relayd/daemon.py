@@ -493,11 +493,12 @@ class Session:
             d.sessions.pop(self.id, None)
         cfg = d.cfg
         log = "," + "".join(self.log) if self.log else ""
-        d.out.log(f"relay {cfg.relay_name}, session {self.id} ({active} active), 0, "
-                  f"{self.peer[0]} -> {cfg.forward[0]}:{cfg.forward[1]}, {self.reason}{log}")
         spliced_in = self.request.spliced_bytes
         spliced_out = self.response.spliced_bytes if self.response else 0
+        # before the close line: a reader that saw the close line has seen this one too
         d.out.log(f"session {self.id} spliced request {spliced_in} response {spliced_out}")
+        d.out.log(f"relay {cfg.relay_name}, session {self.id} ({active} active), 0, "
+                  f"{self.peer[0]} -> {cfg.forward[0]}:{cfg.forward[1]}, {self.reason}{log}")
         d.out.event("session", id=self.id, reason=self.reason, request=spliced_in,
                     response=spliced_out)
         for sock in (self.client, self.server):

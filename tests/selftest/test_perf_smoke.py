@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import require_all
-from harness.targets.sshd import LoopbackSshd, SshdError, available, start
+from harness.targets.sshd import LoopbackSshd
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.selftest
@@ -53,22 +50,6 @@ def test_perf_unreachable_target_is_one_line() -> None:
         "harness.perf: ssh://root@127.0.0.1:1: host unreachable "
         "(ssh: connect to host 127.0.0.1 port 1: Connection refused)"], result.stderr
 
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
-    why = available() or (None if os.geteuid() == 0 else "the loopback sshd logs in as root")
-    if why:
-        if require_all():
-            pytest.fail(f"SPLICE_REQUIRE_ALL=1: cannot measure through ssh: {why}")
-        pytest.skip(f"cannot measure through ssh: {why}")
-    try:
-        server = start(tmp_path_factory.mktemp("sshd"))
-    except SshdError as e:
-        pytest.fail(f"loopback sshd: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_perf_relay_runs_on_the_target(sshd: LoopbackSshd) -> None:

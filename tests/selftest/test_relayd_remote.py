@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_all
 from harness.relayd.remote import RemoteRelayd
 from harness.relayd.run import run_relayd_case
 from harness.run import Settings
 from harness.targets.base import InfrastructureError
 from harness.targets.ssh import SshHost, SshTarget, parse_target
-from harness.targets.sshd import LoopbackSshd, SshdError, available, start
+from harness.targets.sshd import LoopbackSshd
 from tests.relayd.cases import RELAYD_CASES
 from tests.selftest.test_ssh_target import AGENT_DIR, nested, no_masters_left, remote_processes
 
@@ -36,22 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OUR_DAEMON = "python3 -m harness.relayd"
 CASES = {c.id: c for c in RELAYD_CASES}
 
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
-    why = available() or (None if os.geteuid() == 0 else "the loopback sshd logs in as root")
-    if why:
-        if require_all():
-            pytest.fail(f"SPLICE_REQUIRE_ALL=1: cannot test the remote relayd: {why}")
-        pytest.skip(f"cannot test the remote relayd: {why}")
-    try:
-        server = start(tmp_path_factory.mktemp("sshd"))
-    except SshdError as e:
-        pytest.fail(f"loopback sshd: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_all
 from harness.targets.base import InfrastructureError
 from harness.targets.ssh import SshHost, SshTarget, SshUrl, classify, parse_target, pick
-from harness.targets.sshd import LoopbackSshd, SshdError, available, start
+from harness.targets.sshd import LoopbackSshd
 
 pytestmark = pytest.mark.selftest
 
@@ -110,22 +109,6 @@ def test_unreachable_host_is_one_line_and_quick() -> None:
 
 # ---- against a real sshd on loopback
 
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
-    why = available() or (None if os.geteuid() == 0 else "the loopback sshd logs in as root")
-    if why:
-        if require_all():
-            pytest.fail(f"SPLICE_REQUIRE_ALL=1: cannot test the ssh target: {why}")
-        pytest.skip(f"cannot test the ssh target: {why}")
-    try:
-        server = start(tmp_path_factory.mktemp("sshd"))
-    except SshdError as e:
-        pytest.fail(f"loopback sshd: {e}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def remote_processes(directory: str) -> list[str]:

@@ -216,7 +216,7 @@ TCP_CASES: list[Case] = [
     Case("relay-read-eof", "tcp", client=Role(len=9216),
          relay=Role(nonblocking=True, readblocking=True, rcvbuf=4096, sndbuf=4096),
          server=Role(steps=(("sleep", 4), "read_stream"), rcvbuf=4096),
-         len=9216, md5=md5.STREAM_9216,
+         len=9216, md5=md5.STREAM_9216, skip={"freebsd": READS_NOT_BLOCKED},
          doc="a read on the spliced source must not see the EOF queued behind unmoved data"),
     Case("relay-read-forked", "tcp", client=Role(steps=ERRIGNORE_WRITE, len=2**20, nocheck=True),
          relay=Role(steps=("fork_reader", ("sleep", 0.1), "relay", "kill_children"), alarm=25,
