@@ -45,7 +45,10 @@ SNDLOWAT = MCLBYTES  # OpenBSD's default SO_SNDLOWAT of a drain (3.3 step 3)
 URGENT_SLACK = 1024  # urgent data may overfill the drain by this much, as send(MSG_OOB) may
 # After a writability event that did not bring BSD send space back (Linux counts its
 # buffers differently), the next look at the drain is this much later.
-SPACE_RECHECK = 0.0002  # seconds: look at a drain short of BSD space again (acknowledgements raise no event)
+# seconds until a drain short of BSD space is looked at again (acknowledgements raise no
+# event): the first recheck soon, each further one without progress twice as late, up to the max
+SPACE_RECHECK = 0.0002
+SPACE_RECHECK_MAX = 0.002
 FINE_WAIT = 0.002  # waits shorter than this are timed by select(2), not poll(2)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
@@ -174,6 +177,7 @@ class Link:
     deadline: float | None = None
     waiting: bool = False  # waiting for the drain to become writable (full, or connecting)
     space_short: bool = False  # the last pass stopped for lack of BSD send space in the drain
+    recheck_wait: float = SPACE_RECHECK  # the next recheck's delay (doubles while nothing moves)
     recheck: float | None = None  # when to look at the drain again (space not reported by poll)
     notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice
     pipe: kpipe.KernelPipe | None = None  # the splice(2) fast path, TCP only
@@ -572,7 +576,7 @@ class Engine:
                 if moved:
                     self.counters[link.sfd] += moved
                     self._hop_note_out(dst, hops.take(moved, datagram=False), link)
-                    link.space_short = False
+                    link.space_short, link.recheck_wait = False, SPACE_RECHECK
                     if max_reached and self.counters[link.sfd] >= link.max:
                         break
                     continue
@@ -598,7 +602,7 @@ class Engine:
                 break
             src.recv(sent, socket.MSG_DONTWAIT)
             self.counters[link.sfd] += sent
-            link.space_short = False
+            link.space_short, link.recheck_wait = False, SPACE_RECHECK
             self._hop_note_out(dst, hops.take(sent, datagram=False), link)
             if sent < len(chunk):
                 link.waiting, max_reached = True, False
@@ -627,10 +631,12 @@ class Engine:
         Linux reports writability by its own accounting, so the drain's
         TCP_NOTSENT_LOWAT is set to make POLLOUT mean "SO_SNDLOWAT fits" (unsent
         bytes only: on loopback the rest is acknowledged at once). When a wakeup
-        still finds no space, the drain is looked at again after SPACE_RECHECK.
+        still finds no space, the drain is looked at again after SPACE_RECHECK, then
+        ever later (up to SPACE_RECHECK_MAX) while no data moves.
         """
         if link.space_short:
-            link.recheck = time.monotonic() + SPACE_RECHECK
+            link.recheck = time.monotonic() + link.recheck_wait
+            link.recheck_wait = min(2 * link.recheck_wait, SPACE_RECHECK_MAX)
         else:
             link.waiting = True
         link.space_short = True
