@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.relayd.remote import RemoteRelayd
+from harness.relayd.remote import RemoteRelayd, RemoteRelaydProcess
 from harness.relayd.run import run_relayd_case
 from harness.run import Settings
 from harness.targets.base import InfrastructureError
@@ -95,14 +95,24 @@ def gone(pid: int, timeout: float = 30.0) -> bool:
     return True
 
 
+def start_daemon(target: SshTarget, logdir: Path) -> RemoteRelaydProcess:
+    """Our daemon on the remote, through the launcher, up (its relay_launch line seen)."""
+    remote = RemoteRelayd(target, OUR_DAEMON)
+    assert remote.probe() is None
+    relay = remote.spawn(remote.probe_config(), logdir)
+    try:
+        relay.wait_log("relay_launch: ", 30)
+    except BaseException:
+        relay.kill()
+        raise
+    return relay
+
+
 def test_lost_controller_stops_the_daemon(host: tuple[SshHost, SshTarget], tmp_path: Path) -> None:
     """The local ssh dies: the launcher sees its stdin end and sends SIGTERM to the daemon."""
     _, target = host
-    remote = RemoteRelayd(target, OUR_DAEMON)
-    assert remote.probe() is None
-    relay = remote.spawn(remote.probe_config(), tmp_path)
+    relay = start_daemon(target, tmp_path)
     try:
-        relay.wait_log("relay_launch: ", 30)
         pid = daemon_pid(relay.events)
         assert Path(target.remote.directory, "relayd-pids", str(pid)).exists()
         os.killpg(relay.pid, signal.SIGKILL)  # the local ssh this test started
@@ -114,11 +124,8 @@ def test_lost_controller_stops_the_daemon(host: tuple[SshHost, SshTarget], tmp_p
 def test_orphaned_daemon_is_ended_by_its_pid(host: tuple[SshHost, SshTarget], tmp_path: Path) -> None:
     """The launcher itself dies: kill() ends the daemon through ctl.sh, by the recorded pid."""
     _, target = host
-    remote = RemoteRelayd(target, OUR_DAEMON)
-    assert remote.probe() is None
-    relay = remote.spawn(remote.probe_config(), tmp_path)
+    relay = start_daemon(target, tmp_path)
     try:
-        relay.wait_log("relay_launch: ", 30)
         pid = daemon_pid(relay.events)
         launcher = parent_of(pid)
         assert "sosplice_relayd.py" in Path(f"/proc/{launcher}/cmdline").read_text()
