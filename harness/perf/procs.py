@@ -82,13 +82,24 @@ class Proc:
     def reap(self, timeout: float) -> float:
         """Wait for the exit; return user+system CPU seconds."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self.proc.returncode = os.waitstatus_to_exitcode(status)
-                self.cpu = usage.ru_utime + usage.ru_stime
-                return self.cpu
-            time.sleep(0.01)  # polling a child's exit; nothing else to wait on portably
+        pidfd = os.pidfd_open(self.proc.pid) if hasattr(os, "pidfd_open") else None
+        try:
+            while True:
+                pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+                if pid:
+                    self.proc.returncode = os.waitstatus_to_exitcode(status)
+                    self.cpu = usage.ru_utime + usage.ru_stime
+                    return self.cpu
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if pidfd is not None:
+                    select.select([pidfd], [], [], left)  # readable when the child exits
+                else:
+                    time.sleep(min(0.01, left))  # no pidfd on this OS: poll the exit, with a deadline
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
         self.kill()
         raise PerfError(f"{self.what}: still running after {timeout:g} s")
 

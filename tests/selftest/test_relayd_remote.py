@@ -27,7 +27,12 @@ from harness.targets.base import InfrastructureError
 from harness.targets.ssh import SshHost, SshTarget, parse_target
 from harness.targets.sshd import LoopbackSshd
 from tests.relayd.cases import RELAYD_CASES
-from tests.selftest.test_ssh_target import AGENT_DIR, nested, no_masters_left, remote_processes
+from tests.selftest.test_ssh_target import (
+    nested,
+    no_masters_left,
+    passed_and_left_nothing,
+    remote_processes,
+)
 
 pytestmark = pytest.mark.selftest
 
@@ -153,15 +158,8 @@ def test_run_through_ssh_leaves_nothing(sshd: LoopbackSshd, nested_env: dict[str
     args = nested(sshd, "-n", "2", f"--splice-relayd-command={OUR_DAEMON}",
                   "tests/relayd/test_relayd.py", "-k", "default or http-persistent")
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=nested_env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert re.search(r"\b4 passed\b", done.stdout), done.stdout[-2000:]
+    passed_and_left_nothing(done, 4, nested_env)
     assert "UncheckedSplicedBytes" not in done.stdout
-    dirs = AGENT_DIR.findall(done.stdout)
-    assert dirs, f"no 'agent in DIR' in the report header:\n{done.stdout[:2000]}"
-    for directory in dirs:
-        assert not Path(directory).exists(), f"{directory} left on the remote"
-        assert not remote_processes(directory)
-    no_masters_left(nested_env)
 
 
 def test_no_relayd_skips_with_the_reason(sshd: LoopbackSshd, nested_env: dict[str, str]) -> None:

@@ -195,6 +195,20 @@ def no_masters_left(env: dict[str, str]) -> None:
         time.sleep(0.05)  # a master asked to exit is on its way out: wait, with a deadline
 
 
+def passed_and_left_nothing(done: subprocess.CompletedProcess[str], passed: int,
+                            env: dict[str, str]) -> None:
+    """A nested run through the sshd passed `passed` tests and left no agent directory,
+    remote process or master connection behind."""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert re.search(rf"\b{passed} passed\b", done.stdout), done.stdout[-2000:]
+    dirs = AGENT_DIR.findall(done.stdout)
+    assert dirs, f"no 'agent in DIR' in the report header:\n{done.stdout[:2000]}"
+    for directory in dirs:
+        assert not Path(directory).exists(), f"{directory} left on the remote"
+        assert not remote_processes(directory)
+    no_masters_left(env)
+
+
 @pytest.mark.parametrize("xdist", [["-n", "0"], ["-n", "2"]], ids=["single", "xdist"])
 def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
                             local_tmp: dict[str, str]) -> None:
@@ -203,14 +217,7 @@ def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
     env = local_tmp
     done = subprocess.run(nested(sshd, *xdist, *tests), cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert re.search(r"\b4 passed\b", done.stdout), done.stdout[-2000:]
-    dirs = AGENT_DIR.findall(done.stdout)
-    assert dirs, f"no 'agent in DIR' in the report header:\n{done.stdout[:2000]}"
-    for directory in dirs:
-        assert not Path(directory).exists(), f"{directory} left on the remote"
-        assert not remote_processes(directory)
-    no_masters_left(env)
+    passed_and_left_nothing(done, 4, env)
 
 
 @pytest.mark.parametrize("xdist", [["-n", "0"], ["-n", "2"]], ids=["single", "xdist"])
