@@ -18,6 +18,7 @@ import select
 import signal
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -774,6 +775,7 @@ class ApiState:
     splicer: Splicer
     scale: float
     socks: dict[str, socket.socket] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
 
     def fd(self, ref: str | int) -> int:
         return ref if isinstance(ref, int) else self.socks[ref].fileno()
@@ -1095,8 +1097,19 @@ def fill(st: ApiState, name: str) -> None:
             sock.send(chunk)
         except BlockingIOError:
             if not select.select([], [sock], [], 0.2)[1]:
+                _top_up(sock)
                 return  # nothing freed up for a while: full
     raise RoleError(f"fill {name}: still not full after 10 s")
+
+
+def _top_up(sock: socket.socket) -> None:
+    """Smaller writes into what a 64 KiB one did not fit, down to one byte."""
+    size = 1 << 15
+    while size:
+        try:
+            sock.send(b"x" * size)
+        except BlockingIOError:
+            size //= 2
 
 
 @api_op
@@ -1115,3 +1128,201 @@ def atmark(st: ApiState, name: str, expect: bool) -> None:
     got = sockatmark(st.socks[name])
     if got != expect:
         raise RoleError(f"{name}: at the urgent mark is {got}, expected {expect}")
+
+
+# ---- ops for the errata scripts (semantics 0): descriptors, blocking calls, options
+
+
+def _bounded(what: str, fn: Callable[[], Any], seconds: float = 10.0) -> Any:
+    """Run a call that may block in a thread; a call still blocked after `seconds` fails the script."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the script's thread
+            box["error"] = e
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise RoleError(f"{what}: still blocked after {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@api_op
+def dup(st: ApiState, name: str, of: str) -> None:
+    """Another descriptor of the same socket (dup(2)): the splice belongs to the socket."""
+    st.socks[name] = socket.socket(fileno=os.dup(st.socks[of].fileno()))
+
+
+@api_op
+def tcp_connecting(st: ApiState, name: str) -> None:
+    """A TCP socket whose connect stays in progress: its listener's accept queue is full."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.bind((LOOPBACK, 0))
+    ls.listen(0)
+    filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    filler.settimeout(10)
+    filler.connect(ls.getsockname())
+    st.socks[f"{name}.listener"], st.socks[f"{name}.filler"] = ls, filler
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(False)
+    s.connect_ex(ls.getsockname())
+    s.setblocking(True)
+    st.socks[name] = s
+    try:
+        s.getpeername()
+    except OSError:
+        return
+    raise RoleError(f"tcp_connecting {name}: the connect completed; the host queued it anyway")
+
+
+@api_op
+def blocking(st: ApiState, name: str) -> None:
+    st.socks[name].setblocking(True)
+
+
+@api_op
+def rcvtimeo(st: ApiState, name: str, seconds: float) -> None:
+    """SO_RCVTIMEO, scaled."""
+    t = seconds * st.scale
+    sec = int(t)
+    st.socks[name].setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                              struct.pack("ll", sec, int((t - sec) * 1_000_000)))
+
+
+@api_op
+def timeout(st: ApiState, name: str, seconds: float) -> None:
+    """Python's socket timeout, scaled."""
+    st.socks[name].settimeout(seconds * st.scale)
+
+
+@api_op
+def read_fails(st: ApiState, name: str, expect: str) -> None:
+    """A read without flags must fail with errno `expect` ('timeout': Python's TimeoutError) within 10 s."""
+    sock = st.socks[name]
+    try:
+        data = _bounded(f"read {name}", lambda: st.splicer.recv(sock, 1 << 16))
+    except TimeoutError as e:
+        if expect != "timeout":
+            raise RoleError(f"read {name}: timed out, expected {expect}") from e
+        return
+    except OSError as e:
+        if errno_name(e.errno) != expect:
+            raise RoleError(f"read {name}: failed with {errno_name(e.errno)}, expected {expect}") from e
+        return
+    raise RoleError(f"read {name}: returned {len(data)} bytes, expected {expect}")
+
+
+@api_op
+def read_zero(st: ApiState, name: str) -> None:
+    """A zero-length read returns 0 at once, spliced or not."""
+    sock = st.socks[name]
+    data = _bounded(f"zero-length read {name}", lambda: st.splicer.recv(sock, 0), 2.0)
+    if data != b"":
+        raise RoleError(f"zero-length read {name}: returned {data!r}")
+
+
+@api_op
+def writer_start(st: ApiState, name: str, size: int) -> None:
+    """A thread writes `size` bytes to the socket with blocking sends through the splicer."""
+    import threading
+
+    sock = st.socks[name]
+    done = threading.Event()
+
+    def body() -> None:
+        data = b"w" * size
+        while data:
+            data = data[st.splicer.send(sock, data):]
+        done.set()
+
+    threading.Thread(target=body, daemon=True).start()
+    st.vars[f"writer.{name}"] = done
+
+
+@api_op
+def writer_blocked(st: ApiState, name: str, seconds: float) -> None:
+    """The writer must still be blocked after `seconds` (scaled)."""
+    done = st.vars[f"writer.{name}"]
+    if done.wait(seconds * st.scale):
+        raise RoleError(f"writer on {name}: finished while it should be blocked")
+
+
+@api_op
+def writer_done(st: ApiState, name: str) -> None:
+    if not st.vars[f"writer.{name}"].wait(10.0):
+        raise RoleError(f"writer on {name}: still blocked after 10 s")
+
+
+@api_op
+def read_all(st: ApiState, name: str) -> None:
+    """Read what is queued until nothing more comes for 0.2 s (frees the peer's send buffer)."""
+    sock = st.socks[name]
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if not select.select([sock], [], [], 0.2)[0]:
+            return
+        if not sock.recv(1 << 20, socket.MSG_DONTWAIT):
+            return
+    raise RoleError(f"read_all {name}: data still coming after 10 s")
+
+
+_SNAPSHOT_OPTIONS = [
+    ("SOL_SOCKET", name) for name in ("SO_RCVLOWAT", "SO_SNDLOWAT", "SO_OOBINLINE", "SO_KEEPALIVE",
+                                      "SO_BROADCAST", "SO_REUSEADDR")
+] + [("IPPROTO_TCP", name) for name in ("TCP_NODELAY", "TCP_NOTSENT_LOWAT")] + [
+    ("IPPROTO_IP", name) for name in ("IP_PKTINFO", "IP_RECVDSTADDR", "IP_RECVIF", "IP_TOS", "IP_TTL")
+]
+
+
+def _options(sock: socket.socket) -> dict[str, int]:
+    values = {}
+    for level, name in _SNAPSHOT_OPTIONS:
+        opt = getattr(socket, name, None)
+        if name == "IP_PKTINFO" and opt is None and sys.platform.startswith("linux"):
+            opt = 8
+        if opt is None:
+            continue
+        with contextlib.suppress(OSError):
+            values[name] = sock.getsockopt(getattr(socket, level), opt)
+    return values
+
+
+@api_op
+def options_save(st: ApiState, name: str) -> None:
+    """Remember the socket options an application can read (errata 8)."""
+    st.vars[f"options.{name}"] = _options(st.socks[name])
+
+
+@api_op
+def options_same(st: ApiState, name: str) -> None:
+    before, after = st.vars[f"options.{name}"], _options(st.socks[name])
+    changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    if changed:
+        raise RoleError(f"{name}: options changed by the splice (before, after): {changed}")
+
+
+@api_op
+def recv_plain(st: ApiState, name: str, size: int) -> None:
+    """The next datagram is `size` bytes and carries no control message."""
+    sock = st.socks[name]
+    if not st.splicer.wait_readable(sock, 10.0):
+        raise RoleError(f"recv_plain {name}: nothing readable within 10 s")
+    data, anc, _flags, _addr = sock.recvmsg(1 << 16, 256, socket.MSG_DONTWAIT)
+    if len(data) != size or anc:
+        raise RoleError(f"recv_plain {name}: {len(data)} bytes and control messages {anc}, "
+                        f"expected {size} bytes and none")
+
+
+@api_op
+def setopt_padded(st: ApiState, source: str, drain: str, size: int) -> None:
+    """struct splice followed by zero bytes up to `size` (the MCLBYTES bound, errata 11)."""
+    value = pack_splice(st.fd(drain), 0, abi=host_abi())
+    st.splicer.setopt(st.socks[source], value + bytes(size - len(value)))

@@ -54,6 +54,7 @@ _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
 _PEEK_NOWAIT = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: enum flags cost per datagram
 _PKTINFO_SPACE = socket.CMSG_SPACE(12)
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)  # the peer shut down its writing (Linux)
 
 # Linux tcp_info.tcpi_state values
 _ESTABLISHED, _SYN_SENT, _SYN_RECV, _CLOSE, _LISTEN, _CLOSE_WAIT = 1, 2, 3, 7, 10, 8
@@ -176,10 +177,12 @@ class Link:
     personality: Personality
     deadline: float | None = None
     waiting: bool = False  # waiting for the drain to become writable (full, or connecting)
+    watch_eof: bool = False  # drain connecting, source empty: its EOF still ends the splice (errata 1)
     space_short: bool = False  # the last pass stopped for lack of BSD send space in the drain
     recheck_wait: float = SPACE_RECHECK  # the next recheck's delay (doubles while nothing moves)
     recheck: float | None = None  # when to look at the drain again (space not reported by poll)
     notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice
+    pktinfo_saved: int | None = None  # the source's IP_PKTINFO before the splice (errata 8)
     pipe: kpipe.KernelPipe | None = None  # the splice(2) fast path, TCP only
     # hop keys, kept once known for TCP (a connected socket's addresses do not change)
     src_key: tuple[Addr, Addr | None] | None = None  # (source's local, source's peer)
@@ -245,6 +248,10 @@ class Engine:
         self.counters: dict[int, int] = {}
         self.errors: dict[int, int] = {}
         self.hops: dict[tuple[Addr, Addr | None], _Hops] = {}
+        # a splice belongs to the socket (errata 7): another descriptor of the same open
+        # socket (dup, SCM_RIGHTS, fork) is mapped to the descriptor the engine knows it by
+        self.idents: dict[tuple[int, int], int] = {}
+        self.shut_wr: set[tuple[int, int]] = set()  # sockets shut for writing (SS_CANTSENDMORE)
         self.poller = select.poll()
         self.registered: dict[int, int] = {}
         self.wake_r, self.wake_w = os.pipe()
@@ -347,6 +354,8 @@ class Engine:
                     interested = True
                     if not link.waiting and link.recheck is None:
                         mask |= select.POLLIN
+                    elif link.watch_eof:
+                        mask |= _POLLRDHUP
                 if link.dfd == fd:
                     interested = True
                     if link.waiting and link.recheck is None:
@@ -361,6 +370,37 @@ class Engine:
                 self.poller.register(fd, mask)
         self._wake()
 
+    # ---- sockets, not descriptor numbers (errata 7)
+
+    @staticmethod
+    def ident(fd: int) -> tuple[int, int] | None:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def canon(self, fd: int) -> int:
+        """The descriptor the engine keeps this socket's splice state under."""
+        if fd in self.links or fd in self.drains or fd in self.counters:
+            return fd
+        ident = self.ident(fd)
+        return fd if ident is None else self.idents.get(ident, fd)
+
+    def remember(self, fd: int) -> None:
+        ident = self.ident(fd)
+        if ident is not None:
+            self.idents[ident] = fd
+
+    def forget_ident(self, fd: int) -> None:
+        for key in [k for k, v in self.idents.items() if v == fd]:
+            del self.idents[key]
+
+    def cant_send_more(self, s: socket.socket) -> bool:
+        """SS_CANTSENDMORE: shut for writing (Linux shows it for TCP by state, UDP not at all)."""
+        ident = self.ident(s.fileno())
+        return ident is not None and ident in self.shut_wr
+
     # ---- linking and dissolving
 
     def link(self, link: Link) -> None:
@@ -368,6 +408,8 @@ class Engine:
         self.links[sfd] = link
         self.drains[dfd] = sfd
         self.counters[sfd] = 0
+        self.remember(sfd)
+        self.remember(dfd)
         if not link.personality.idle_restarts and link.idle:
             link.deadline = time.monotonic() + link.idle
         self._pass(link)
@@ -386,9 +428,13 @@ class Engine:
         if link.pipe is not None:
             link.pipe.close()
             link.pipe = None
+        # errata 8: the options the engine set for itself are put back
         if link.notsent_saved is not None and _TCP_NOTSENT_LOWAT is not None:
             with contextlib.suppress(OSError):
                 link.drain.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, link.notsent_saved)
+        if link.pktinfo_saved is not None and _IP_PKTINFO is not None:
+            with contextlib.suppress(OSError):
+                link.source.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, link.pktinfo_saved)
         link.source.detach()
         link.drain.detach()
         self._sync(sfd, dfd)
@@ -404,6 +450,7 @@ class Engine:
                 self.dissolve(link)
         self.counters.pop(fd, None)
         self.errors.pop(fd, None)
+        self.forget_ident(fd)
         self._sync(fd)
 
     # ---- state checks of a pass (3.3 step 1)
@@ -504,7 +551,10 @@ class Engine:
             return err
         state = _tcp_state(link.drain) if link.tcp else None
         if state is not None and state not in _CAN_SEND and state not in _CONNECTING:
-            return errno.EPIPE  # the drain cannot send any more
+            # the drain cannot send any more; FreeBSD ends the splice without an error (errata 11)
+            return errno.EPIPE if link.personality.drain_shut_epipe else 0
+        if not link.tcp and self.cant_send_more(link.drain):
+            return errno.EPIPE  # errata 6: a UDP drain shut for writing ends the splice at once
         derr = self.errors.get(link.dfd) or self._pending_error(link.drain)
         if derr and derr not in _IGNORED_DRAIN_ERRORS:
             return derr
@@ -527,7 +577,7 @@ class Engine:
 
     def _pass_stream(self, link: Link) -> None:
         src, dst = link.source, link.drain
-        link.waiting = False
+        link.waiting = link.watch_eof = False
         link.recheck = None
         max_reached = eof = False
         err = 0
@@ -535,6 +585,18 @@ class Engine:
             check = self._checks(link)
             if check is not None:
                 err = check
+                if check == 0 and link.waiting and _fionread(src) == 0:
+                    # errata 1: the move is skipped for a connecting drain, the EOF test is not
+                    eof = self._at_eof(link)
+                    link.watch_eof = True
+                elif check == 0 and link.waiting and link.personality.name == "freebsd":
+                    # errata 11, FreeBSD: data sent into a drain still connecting is lost, ENOTCONN
+                    lost = _fionread(src)
+                    if link.max:
+                        lost = min(lost, link.max - self.counters[link.sfd])
+                    with contextlib.suppress(OSError):
+                        src.recv(lost, socket.MSG_DONTWAIT)
+                    err = errno.ENOTCONN
                 break
             queued = _fionread(src)
             if queued == 0 and not link.oobinline:
@@ -734,7 +796,7 @@ class EmulatedSplicer:
         p = self.personality
         size = struct.calcsize("=i4xqqq")
         if value is None:
-            if optlen > MCLBYTES:
+            if optlen > MCLBYTES and p.option_bound:
                 raise oserror("EINVAL", "option longer than MCLBYTES")
             if p.int_form:
                 self._splice(source, -1, 0, None)
@@ -745,7 +807,7 @@ class EmulatedSplicer:
                 raise oserror("EINVAL", "option shorter than struct splice")
             self._splice(source, value, 0, None)
             return
-        if len(value) > MCLBYTES:
+        if len(value) > MCLBYTES and p.option_bound:
             raise oserror("EINVAL", "option longer than MCLBYTES")
         if len(value) < 4:
             raise oserror("EINVAL", "option shorter than an int")
@@ -815,7 +877,7 @@ class EmulatedSplicer:
             raise oserror("EINVAL", "invalid idle timeval")
         with eng.cond:
             if fd < 0:
-                link = eng.links.get(source.fileno())
+                link = eng.links.get(eng.canon(source.fileno()))
                 if link is None:
                     raise oserror("EPROTO", "socket is not spliced")
                 eng.dissolve(link)
@@ -830,7 +892,7 @@ class EmulatedSplicer:
                     raise oserror("ENOTCONN", "source not connected")
                 if not _connected(drain):
                     raise oserror("ENOTCONN", "drain not connected")
-                if source.fileno() in eng.links or fd in eng.drains:
+                if eng.canon(source.fileno()) in eng.links or eng.canon(fd) in eng.drains:
                     raise oserror("EBUSY", "already spliced")
             except OSError:
                 drain.detach()
@@ -846,7 +908,7 @@ class EmulatedSplicer:
             if fd < 0:
                 if _listening(source):
                     raise oserror("EINVAL", "listening socket")
-                link = eng.links.get(source.fileno())
+                link = eng.links.get(eng.canon(source.fileno()))
                 if link is None:
                     raise oserror("ENOTCONN", "socket is not spliced")
                 eng.dissolve(link)
@@ -858,19 +920,19 @@ class EmulatedSplicer:
                 for s in (source, drain):
                     if not (_splicable(s) and _is_tcp(s)):
                         raise oserror("EPROTONOSUPPORT", "FreeBSD splices TCP only")
-                if source.fileno() not in eng.links:
-                    eng.counters[source.fileno()] = 0  # reset before the state checks
+                sfd = eng.canon(source.fileno())
+                eng.counters[sfd] = 0  # reset before the state checks, even of a live splice (errata 11)
                 if _listening(source):
                     raise oserror("EINVAL", "listening source")
                 if not _connected(source):
                     raise oserror("ENOTCONN", "source not connected")
-                if source.fileno() in eng.links:
+                if sfd in eng.links:
                     raise oserror("EBUSY", "source already spliced")
                 if _listening(drain):
                     raise oserror("EINVAL", "listening drain")
                 if not _connected(drain):
                     raise oserror("ENOTCONN", "drain not connected")
-                if fd in eng.drains:
+                if eng.canon(fd) in eng.drains:
                     raise oserror("EBUSY", "drain already spliced")
             except OSError:
                 drain.detach()
@@ -892,32 +954,39 @@ class EmulatedSplicer:
             oobinline = bool(src.getsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE)) if _is_tcp(src) else False
         except OSError:
             oobinline = False
+        pktinfo_saved = None
         if not _is_tcp(src) and src.family == socket.AF_INET and _IP_PKTINFO is not None:
             # the header's destination, to refuse looped broadcasts (3.8)
             with contextlib.suppress(OSError):
+                pktinfo_saved = src.getsockopt(socket.IPPROTO_IP, _IP_PKTINFO)
                 src.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
         link = Link(source=src, drain=drain, max=max, idle=idle, tcp=_is_tcp(src),
-                    oobinline=oobinline, personality=self.personality)
+                    oobinline=oobinline, personality=self.personality, pktinfo_saved=pktinfo_saved)
         if link.tcp and kpipe.AVAILABLE and self.fast:
             link.pipe = kpipe.KernelPipe()
         self.engine.link(link)
 
-    # ---- reading the state
+    # ---- reading the state (getsockopt SO_SPLICE, SO_ERROR), per socket (errata 7)
 
     def length(self, source: socket.socket) -> int:
-        with self.engine.cond:
-            return self.engine.counters.get(source.fileno(), 0)
+        if self.personality.length_listening and _listening(source):
+            raise oserror(self.personality.length_listening, "listening socket")
+        eng = self.engine
+        with eng.cond:
+            return eng.counters.get(eng.canon(source.fileno()), 0)
 
     def error(self, sock: socket.socket) -> int:
-        with self.engine.cond:
-            err = self.engine.errors.pop(sock.fileno(), 0)
+        eng = self.engine
+        with eng.cond:
+            err = eng.errors.pop(eng.canon(sock.fileno()), 0)
         return err or _bsd_so_error(sock, sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 
     def spliced(self, sock: socket.socket) -> bool:
-        with self.engine.cond:
-            return sock.fileno() in self.engine.links
+        eng = self.engine
+        with eng.cond:
+            return eng.canon(sock.fileno()) in eng.links
 
-    # ---- the application's calls on spliced sockets (3.9)
+    # ---- the application's calls on spliced sockets (3.9): soreceive, sosend, poll
 
     def wait_readable(self, sock: socket.socket, timeout: float | None,
                       exceptional: bool = False) -> bool:
@@ -926,14 +995,14 @@ class EmulatedSplicer:
         if sock.fileno() < 0:
             raise oserror("EBADF", "socket closed")
         with eng.cond:
-            while sock.fileno() in eng.links:
+            while eng.canon(sock.fileno()) in eng.links:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
                 eng.cond.wait(left)
             if sock.fileno() < 0:
                 raise oserror("EBADF", "socket closed while waiting")
-            if eng.errors.get(sock.fileno()):
+            if eng.errors.get(eng.canon(sock.fileno())):
                 return True
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         r, _, x = select.select([sock], [], [sock] if exceptional else [], left)
@@ -945,14 +1014,12 @@ class EmulatedSplicer:
         eng = self.engine
         nonblocking = sock.gettimeout() == 0.0 or bool(flags & socket.MSG_DONTWAIT)
         with eng.cond:
-            while sock.fileno() in eng.links and self.personality.spliced_read_blocks:
-                err = eng.errors.pop(sock.fileno(), 0)
-                if err:
-                    raise OSError(err, os.strerror(err))
-                if nonblocking:
-                    raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-                eng.cond.wait()
-            err = eng.errors.get(sock.fileno(), 0)
+            if self.personality.spliced_read_blocks and eng.canon(sock.fileno()) in eng.links:
+                self._spliced_read(sock, size, flags, nonblocking)
+                if eng.canon(sock.fileno()) in eng.links:
+                    return b""
+            fd = eng.canon(sock.fileno())
+            err = eng.errors.get(fd, 0)
             if err:
                 try:
                     with _nowait(sock) as s:
@@ -962,18 +1029,64 @@ class EmulatedSplicer:
                 except BlockingIOError:
                     pass
                 if not flags & socket.MSG_PEEK:
-                    eng.errors.pop(sock.fileno(), None)
+                    eng.errors.pop(fd, None)
                 raise OSError(err, os.strerror(err))
         return sock.recv(size, flags)
 
+    def _spliced_read(self, sock: socket.socket, size: int, flags: int, nonblocking: bool) -> None:
+        """soreceive() on a spliced source, in the kernel's order (errata 3).
+
+        Returns when the splice is gone (the caller reads), or with the splice still
+        there when the read returns 0 (EOF with an empty buffer, a zero-length read).
+        """
+        eng = self.engine
+        rcvtimeo = _rcvtimeo(sock)
+        pytimeout = sock.gettimeout()
+        wait = rcvtimeo or pytimeout
+        deadline = time.monotonic() + wait if wait else None
+        while (fd := eng.canon(sock.fileno())) in eng.links:
+            err = eng.errors.get(fd, 0)
+            if err:
+                if not flags & socket.MSG_PEEK:
+                    eng.errors.pop(fd, None)
+                raise OSError(err, os.strerror(err))
+            if _fionread(sock) == 0 and _peek_eof(sock):
+                return
+            if size == 0:
+                return
+            if nonblocking:
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if rcvtimeo:
+                    raise BlockingIOError(errno.EAGAIN, "SO_RCVTIMEO expired on a spliced source")
+                raise TimeoutError("timed out")
+            eng.cond.wait(left)
+
     def send(self, sock: socket.socket, data: bytes, flags: int = 0) -> int:
-        with self.engine.cond:
-            err = self.engine.errors.pop(sock.fileno(), 0)
+        eng = self.engine
+        if eng.cant_send_more(sock):
+            # errata 5: sosend tests SS_CANTSENDMORE before so_error, which stays pending
+            raise oserror("EPIPE", "socket is shut for writing")
+        with eng.cond:
+            err = eng.errors.pop(eng.canon(sock.fileno()), 0)
         if err:
             raise OSError(err, os.strerror(err))
         if sock.type == socket.SOCK_DGRAM and len(data) > _sndbuf(sock):
             # BSD sosend(): an atomic send larger than the send buffer; Linux would take it
             raise oserror("EMSGSIZE", "datagram larger than the send buffer")
+        nonblocking = sock.gettimeout() == 0.0 or bool(flags & socket.MSG_DONTWAIT)
+        with eng.cond:
+            if nonblocking or eng.canon(sock.fileno()) not in eng.drains:
+                return sock.send(data, flags)
+            try:
+                with _nowait(sock) as s:
+                    return s.send(data, flags | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+            # errata 4: sowwakeup skips a splice drain; a blocked writer sleeps until the unsplice
+            while eng.canon(sock.fileno()) in eng.drains:
+                eng.cond.wait()
         return sock.send(data, flags)
 
     def shutdown(self, sock: socket.socket, how: int) -> None:
@@ -981,9 +1094,14 @@ class EmulatedSplicer:
         with eng.cond:
             sock.shutdown(how)
             fd = sock.fileno()
+            if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+                ident = eng.ident(fd)
+                if ident is not None:
+                    eng.shut_wr.add(ident)
             if how in (socket.SHUT_RD, socket.SHUT_RDWR) and _is_tcp(sock):
                 with _nowait(sock) as s:
                     self._flush(s)  # sorflush(): queued data is discarded
+            fd = eng.canon(fd)
             for link in list(eng.links.values()):
                 if fd in (link.sfd, link.dfd):
                     eng._pass(link)
@@ -1002,14 +1120,35 @@ class EmulatedSplicer:
         with eng.cond:
             fd = sock.fileno()
             if fd >= 0:
+                ident = eng.ident(fd)
                 for link in list(eng.links.values()):
                     if fd in (link.sfd, link.dfd):
                         eng.dissolve(link)
                 eng.counters.pop(fd, None)
                 eng.errors.pop(fd, None)
+                eng.forget_ident(fd)
+                if ident is not None:
+                    eng.shut_wr.discard(ident)
                 for key in [k for k in eng.hops if _owned_by(sock, k)]:
                     del eng.hops[key]
             sock.close()
+
+
+def _rcvtimeo(sock: socket.socket) -> float:
+    """SO_RCVTIMEO in seconds, 0 for none."""
+    try:
+        sec, usec = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    except (OSError, struct.error):
+        return 0.0
+    return float(sec) + float(usec) / 1e6
+
+
+def _peek_eof(sock: socket.socket) -> bool:
+    try:
+        with _nowait(sock) as s:
+            return s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except OSError:
+        return False
 
 
 _IP_PKTINFO: int | None = getattr(socket, "IP_PKTINFO", 8 if sys.platform.startswith("linux") else None)
