@@ -1274,6 +1274,15 @@ def read_all(st: ApiState, name: str) -> None:
     raise RoleError(f"read_all {name}: data still coming after 10 s")
 
 
+@api_op
+def read_some(st: ApiState, name: str, size: int) -> None:
+    """One read of up to `size` queued bytes (at least one must be there within 10 s)."""
+    sock = st.socks[name]
+    if not select.select([sock], [], [], 10.0)[0]:
+        raise RoleError(f"read_some {name}: nothing readable within 10 s")
+    sock.recv(size, socket.MSG_DONTWAIT)
+
+
 _SNAPSHOT_OPTIONS = [
     ("SOL_SOCKET", name) for name in ("SO_RCVLOWAT", "SO_SNDLOWAT", "SO_OOBINLINE", "SO_KEEPALIVE",
                                       "SO_BROADCAST", "SO_REUSEADDR")

@@ -49,6 +49,7 @@ URGENT_SLACK = 1024  # urgent data may overfill the drain by this much, as send(
 # event): the first recheck soon, each further one without progress twice as late, up to the max
 SPACE_RECHECK = 0.0002
 SPACE_RECHECK_MAX = 0.002
+IDLE_SAMPLES = 8  # looks per idle time for wakeups poll does not report (errata 2)
 FINE_WAIT = 0.002  # waits shorter than this are timed by select(2), not poll(2)
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 SIOCATMARK = getattr(termios, "SIOCATMARK", 0x8905)
@@ -181,6 +182,10 @@ class Link:
     space_short: bool = False  # the last pass stopped for lack of BSD send space in the drain
     recheck_wait: float = SPACE_RECHECK  # the next recheck's delay (doubles while nothing moves)
     recheck: float | None = None  # when to look at the drain again (space not reported by poll)
+    sample_at: float | None = None  # when to look for wakeups poll does not report (errata 2)
+    seen: tuple[int, int] = (0, 0)
+    seen_counter: int = 0  # the counter at the last re-arm
+    by_recheck: bool = False  # this pass is the engine's own look at the drain, no wakeup  # the source's queue and the drain's unacknowledged bytes then
     notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice
     pktinfo_saved: int | None = None  # the source's IP_PKTINFO before the splice (errata 8)
     pipe: kpipe.KernelPipe | None = None  # the splice(2) fast path, TCP only
@@ -279,7 +284,8 @@ class Engine:
 
     def _step(self) -> None:
         with self.cond:
-            deadlines = [t for link in self.links.values() for t in (link.deadline, link.recheck) if t]
+            deadlines = [t for link in self.links.values()
+                         for t in (link.deadline, link.recheck, link.sample_at) if t]
         timeout = None
         if deadlines:
             left = min(deadlines) - time.monotonic()
@@ -311,10 +317,15 @@ class Engine:
                         self._pass(link)
             now = time.monotonic()
             for link in list(self.links.values()):
+                if link.sample_at is not None and link.sample_at <= now:
+                    self._sample(link)
+                    if self.links.get(link.sfd) is not link:
+                        continue
                 if link.deadline is not None and link.deadline <= now:
                     self._timeout(link)
                 elif link.recheck is not None and link.recheck <= now and self.links.get(link.sfd) is link:
                     link.recheck = None
+                    link.by_recheck = True
                     self._pass(link)
 
     def _control(self) -> None:
@@ -424,7 +435,7 @@ class Engine:
         self.drains.pop(dfd, None)
         if error:
             self.errors[sfd] = error
-        link.deadline = link.recheck = None
+        link.deadline = link.recheck = link.sample_at = None
         if link.pipe is not None:
             link.pipe.close()
             link.pipe = None
@@ -571,9 +582,41 @@ class Engine:
         if err or max_reached or eof or self._cant_send(link.drain):
             self.dissolve(link, err)
             return
+        by_recheck, link.by_recheck = link.by_recheck, False
         if link.idle and link.personality.idle_restarts:
-            link.deadline = time.monotonic() + link.idle
+            now = time.monotonic()
+            if by_recheck and counter == link.seen_counter and not self._woken(link, self._wakeup_marks(link)):
+                # our own look at the drain, not a kernel wakeup: the timer runs on
+                self._sync(link.sfd, link.dfd)
+                return
+            link.seen_counter = counter
+            link.deadline = now + link.idle
+            # errata 2: while the splice waits, source receives and drain acknowledgements
+            # are wakeups too; Linux reports neither by poll, so they are sampled
+            link.seen = self._wakeup_marks(link)
+            link.sample_at = now + link.idle / IDLE_SAMPLES
         self._sync(link.sfd, link.dfd)
+
+    @staticmethod
+    def _wakeup_marks(link: Link) -> tuple[int, int]:
+        """(bytes queued on the source, bytes unacknowledged on the drain): a change is a wakeup."""
+        try:
+            return _fionread(link.source), _outq(link.drain) or 0
+        except OSError:
+            return (-1, -1)
+
+    def _sample(self, link: Link) -> None:
+        """sorwakeup/sowwakeup that poll does not show: a pass if either side changed (errata 2)."""
+        link.sample_at = time.monotonic() + link.idle / IDLE_SAMPLES
+        marks = self._wakeup_marks(link)
+        if self._woken(link, marks):
+            self._pass(link)
+        else:
+            link.seen = marks
+
+    @staticmethod
+    def _woken(link: Link, marks: tuple[int, int]) -> bool:
+        return marks[0] > link.seen[0] or marks[1] < link.seen[1]
 
     def _pass_stream(self, link: Link) -> None:
         src, dst = link.source, link.drain

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness.cases import ApiCase
 
-from .semantics import NO_EFBIG, NO_UDP, TCP_PAIR, UDP_PAIR, Script
+from .semantics import NO_EFBIG, NO_ETIMEDOUT, NO_UDP, TCP_PAIR, UDP_PAIR, Script
 
 READS_NOT_HIDDEN = "FreeBSD does not hide a spliced source from read (5.1)"
 OPENBSD_ONLY = "an OpenBSD rule; FreeBSD's answer is checked by its own case"
@@ -35,6 +35,20 @@ ERRATA: list[ApiCase] = [
           ("readable", "src", True, 10), ("error", "src", "ENOTCONN"), ("length", "src", 0)),
          "FreeBSD: data moved into a drain still connecting is lost (ENOTCONN) and the splice ends (errata 11)",
          {"openbsd": FREEBSD_ONLY}),
+    rule("errata2-idle-source-wakeup",
+         (*TCP_PAIR, ("sndbuf", "drn", 4096), ("splice", "src", "drn", {"idle": 3}), ("fill", "drn"),
+          ("send", "c", "a"), ("pause", 1), ("send", "c", "b"), ("pause", 1), ("send", "c", "c"),
+          ("pause", 1.5), ("readable", "src", False, 0), ("readable", "src", True, 10),
+          ("error", "src", "ETIMEDOUT"), ("length", "src", 0)),
+         "data arriving while the drain is full runs a pass that moves nothing and re-arms the idle timer (errata 2)",
+         {"freebsd": NO_ETIMEDOUT}),
+    rule("errata2-idle-drain-wakeup",
+         (*TCP_PAIR, ("sndbuf", "drn", 4096), ("splice", "src", "drn", {"idle": 3}), ("fill", "drn"),
+          ("read_some", "far", 65536), ("pause", 1), ("read_some", "far", 65536), ("pause", 1),
+          ("read_some", "far", 65536), ("pause", 1.5), ("readable", "src", False, 0),
+          ("readable", "src", True, 10), ("error", "src", "ETIMEDOUT")),
+         "acknowledgements that free drain space run passes that re-arm the idle timer (errata 2)",
+         {"freebsd": NO_ETIMEDOUT}),
     rule("errata3-read-zero-length", (*TCP_PAIR, *FULL, ("read_zero", "src"), ("unsplice", "src")),
          "a zero-length read on a spliced source returns 0 at once (errata 3)"),
     rule("errata3-read-rcvtimeo",
