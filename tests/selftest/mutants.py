@@ -167,3 +167,106 @@ class NoEmsgsize(EmulatedSplicer):
     def __init__(self, personality: Personality) -> None:
         super().__init__(personality)
         emulated._sndbuf = lambda s: 1 << 30
+
+
+# ---- wrong splicers of the errata rules (semantics 0), one rule each
+
+
+class SpliceByDescriptor(EmulatedSplicer):
+    """Keeps a splice under the descriptor number: another descriptor of the socket sees none."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        emulated.Engine.canon = lambda self, fd: fd  # type: ignore[method-assign]
+
+
+class ErrorBeforeEpipe(EmulatedSplicer):
+    """send() hands out the pending error before it tests for a socket shut for writing."""
+
+    def send(self, sock: socket.socket, data: bytes, flags: int = 0) -> int:
+        err = self.error(sock)
+        if err:
+            raise OSError(err, "pending error")
+        return super().send(sock, data, flags)
+
+
+class ShutDrainIgnored(EmulatedSplicer):
+    """Forgets that a socket was shut for writing (a UDP drain keeps its splice)."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        emulated.Engine.cant_send_more = lambda self, s: False  # type: ignore[method-assign]
+
+
+class EveryLookRearms(EmulatedSplicer):
+    """Re-arms the idle timer on the engine's own looks at the drain, as if each were a wakeup."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        emulated.Engine._woken = staticmethod(lambda link, marks: True)  # type: ignore[method-assign]
+
+
+class NoSilentWakeups(EmulatedSplicer):
+    """Runs passes only on what poll reports: source data and acknowledgements into a full drain re-arm nothing."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        emulated.Engine._woken = staticmethod(lambda link, marks: False)  # type: ignore[method-assign]
+
+
+class ZeroReadWaits(EmulatedSplicer):
+    """A zero-length read on a spliced source waits for the unsplice."""
+
+    def recv(self, sock: socket.socket, size: int, flags: int = 0) -> bytes:
+        if size == 0 and self.spliced(sock):
+            self.wait_readable(sock, None)
+        return super().recv(sock, size, flags)
+
+
+class ReadIgnoresTimeout(EmulatedSplicer):
+    """A read on a spliced source waits for the unsplice whatever SO_RCVTIMEO or the socket timeout say."""
+
+    def recv(self, sock: socket.socket, size: int, flags: int = 0) -> bytes:
+        if self.spliced(sock) and not flags & socket.MSG_DONTWAIT and sock.gettimeout() != 0.0:
+            self.wait_readable(sock, None)
+        return super().recv(sock, size, flags)
+
+
+class DrainWriterWoken(EmulatedSplicer):
+    """A writer blocked on a spliced drain is woken as soon as space frees."""
+
+    def send(self, sock: socket.socket, data: bytes, flags: int = 0) -> int:
+        if self.engine.canon(sock.fileno()) in self.engine.drains:
+            return sock.send(data, flags)
+        return super().send(sock, data, flags)
+
+
+class OptionLeftBehind(EmulatedSplicer):
+    """Does not put back the IP_PKTINFO it set on a UDP source when the splice ends."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        original = emulated.Engine.dissolve
+
+        def dissolve(engine: emulated.Engine, link: emulated.Link, error: int = 0) -> None:
+            link.pktinfo_saved = None
+            original(engine, link, error)
+
+        emulated.Engine.dissolve = dissolve  # type: ignore[method-assign,assignment]
+
+
+class ConnectingDrainHoldsEof(EmulatedSplicer):
+    """Skips the whole pass while the drain connects, EOF test included."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        original = emulated.Engine._pass_stream
+
+        def pass_stream(engine: emulated.Engine, link: emulated.Link) -> None:
+            if emulated._tcp_state(link.drain) in emulated._CONNECTING:
+                link.waiting = True
+                engine._sync(link.sfd, link.dfd)
+                return
+            original(engine, link)
+
+        emulated.Engine._pass_stream = pass_stream  # type: ignore[method-assign,assignment]
