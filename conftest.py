@@ -145,3 +145,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("processes left behind", red=True)
         for line in leftovers:
             terminalreporter.write_line(line)
+    mutation_summary(terminalreporter)
+
+
+def mutation_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for the mutation check: how many wrong splicers ran and which escaped."""
+    caught: list[str] = []
+    escaped: list[str] = []
+    for outcome, bucket in (("passed", caught), ("failed", escaped)):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if getattr(report, "when", "") == "call" and "test_mutant_is_caught[" in nodeid:
+                bucket.append(nodeid.rsplit("[", 1)[1].rstrip("]"))
+    if caught or escaped:
+        line = f"mutation check: {len(caught) + len(escaped)} wrong splicers run, {len(caught)} caught"
+        if escaped:
+            line += f", {len(escaped)} not caught: {', '.join(sorted(escaped))}"
+        terminalreporter.write_line(line, red=bool(escaped), green=not escaped)
