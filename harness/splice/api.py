@@ -73,6 +73,7 @@ class Personality:
     spliced_read_blocks: bool  # a read on a spliced source waits for the dissolve
     option_bound: bool = True  # an option value over MCLBYTES is EINVAL (FreeBSD: no bound)
     drain_shut_epipe: bool = True  # a drain that cannot send ends the splice with EPIPE (FreeBSD: no error)
+    urgent_forwarded: bool = True  # an inline urgent byte leaves the drain as urgent (FreeBSD: as data)
     length_listening: str = ""  # errno name of getsockopt(SO_SPLICE) on a listening socket, if any
 
 
@@ -85,7 +86,7 @@ FREEBSD = Personality(
     name="freebsd", udp=False, int_form=False, efbig=False, etimedout=False, eloop=False,
     idle_restarts=False, unsplice_unspliced="ENOTCONN", listening="EINVAL",
     max_checked_before_fd=False, spliced_read_blocks=False,
-    option_bound=False, drain_shut_epipe=False, length_listening="ENOTCONN",
+    option_bound=False, drain_shut_epipe=False, urgent_forwarded=False, length_listening="ENOTCONN",
 )
 PERSONALITIES: dict[str, Personality] = {p.name: p for p in (OPENBSD, FREEBSD)}
 

@@ -662,7 +662,8 @@ class Engine:
             if link.personality.eloop and hops.first() >= M_MAXLOOP:
                 err = errno.ELOOP
                 break
-            urgent = link.oobinline and _atmark(src)
+            # 3.5; errata 11: FreeBSD forwards an inline urgent byte as plain data
+            urgent = link.oobinline and link.personality.urgent_forwarded and _atmark(src)
             space = self._space(link)
             if space is not None:
                 space += URGENT_SLACK if urgent else 0
