@@ -562,8 +562,10 @@ class Engine:
             return err
         state = _tcp_state(link.drain) if link.tcp else None
         if state is not None and state not in _CAN_SEND and state not in _CONNECTING:
-            # the drain cannot send any more; FreeBSD ends the splice without an error (errata 11)
-            return errno.EPIPE if link.personality.drain_shut_epipe else 0
+            # the drain cannot send any more; FreeBSD ends the splice without an error when the
+            # drain was shut for writing (errata 11), with EPIPE when it was reset or closed
+            quiet = not link.personality.drain_shut_epipe and self.cant_send_more(link.drain)
+            return 0 if quiet else errno.EPIPE
         if not link.tcp and self.cant_send_more(link.drain):
             return errno.EPIPE  # errata 6: a UDP drain shut for writing ends the splice at once
         derr = self.errors.get(link.dfd) or self._pending_error(link.drain)

@@ -133,3 +133,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("network namespaces of dead workers, removed", yellow=True)
         for name in swept:
             terminalreporter.write_line(name)
+
+
+URGENT_AS_DATA = "FreeBSD forwards an inline urgent byte as plain data (semantics errata 11), not with URG"
+
+
+@pytest.fixture
+def urgent_forwarded(request: pytest.FixtureRequest) -> None:
+    """The oobinline wire checks need the urgent mark forwarded (OpenBSD); copy mode keeps it anywhere."""
+
+    settings: Settings = request.getfixturevalue("settings")
+    if settings.personality == "freebsd" and "[copy]" not in request.node.nodeid:
+        pytest.skip(f"freebsd: {URGENT_AS_DATA}")

@@ -123,6 +123,7 @@ def test_udp_datagram_in_one_out(relayed: Factory, real_wire: Wire, local_only: 
             f"  out of the relay:   {out}\n" + real_wire.transcript())
 
 
+@pytest.mark.usefixtures("urgent_forwarded")
 def test_urgent_flag_kept_oobinline(relayed: Factory, real_wire: Wire) -> None:
     """With oobinline, every urgent byte leaves the relay with URG and the same mark.
 
