@@ -340,9 +340,10 @@ def sockatmark(sock: socket.socket) -> bool:
     import termios
 
     req = getattr(termios, "SIOCATMARK", 0x8905 if os.uname().sysname == "Linux" else 0x40047307)
-    if sock.fileno() < 0:  # closed under us (args-relay-close-in): what ioctl(2) would say
+    fd = sock.fileno()  # once: a SIGALRM handler may close the socket between two looks
+    if fd < 0:  # closed under us (args-relay-close-in): what ioctl(2) would say
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-    return bool(struct.unpack("i", fcntl.ioctl(sock.fileno(), req, b"\0\0\0\0"))[0])
+    return bool(struct.unpack("i", fcntl.ioctl(fd, req, b"\0\0\0\0"))[0])
 
 
 @step
