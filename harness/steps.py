@@ -1044,13 +1044,23 @@ def sndbuf(st: ApiState, name: str, size: int) -> None:
 @api_op
 def recv_fails(st: ApiState, name: str, expect: str) -> None:
     """A non-blocking read on the socket must fail with errno `expect`."""
+    _must_fail(f"recv {name}", lambda: st.splicer.recv(st.socks[name], 1 << 16, socket.MSG_DONTWAIT), expect)
+
+
+def _must_fail(what: str, call: Callable[[], Any], expect: str) -> None:
+    """`call` must fail with errno `expect` ('timeout': Python's TimeoutError)."""
     try:
-        data = st.splicer.recv(st.socks[name], 1 << 16, socket.MSG_DONTWAIT)
+        data = call()
+    except TimeoutError as e:
+        if expect != "timeout":
+            raise RoleError(f"{what}: timed out, expected {expect}") from e
+        return
     except OSError as e:
         if errno_name(e.errno) != expect:
-            raise RoleError(f"recv {name}: failed with {errno_name(e.errno)}, expected {expect}") from e
+            raise RoleError(f"{what}: failed with {errno_name(e.errno)}, expected {expect}") from e
         return
-    raise RoleError(f"recv {name}: returned {len(data)} bytes, expected {expect}")
+    got = f"returned {len(data)} bytes" if isinstance(data, bytes) else "succeeded"
+    raise RoleError(f"{what}: {got}, expected {expect}")
 
 
 @api_op
@@ -1077,13 +1087,7 @@ def send_datagram(st: ApiState, name: str, size: int) -> None:
 def fails(st: ApiState, expect: str, op: list[Any]) -> None:
     """The operation `op` must fail with errno `expect`."""
     name, *args = op
-    try:
-        API_OPS[name](st, *args)
-    except OSError as e:
-        if errno_name(e.errno) != expect:
-            raise RoleError(f"{op}: failed with {errno_name(e.errno)}, expected {expect}") from e
-        return
-    raise RoleError(f"{op}: succeeded, expected {expect}")
+    _must_fail(f"{op}", lambda: API_OPS[name](st, *args), expect)
 
 
 @api_op
@@ -1208,17 +1212,7 @@ def timeout(st: ApiState, name: str, seconds: float) -> None:
 def read_fails(st: ApiState, name: str, expect: str) -> None:
     """A read without flags must fail with errno `expect` ('timeout': Python's TimeoutError) within 10 s."""
     sock = st.socks[name]
-    try:
-        data = _bounded(f"read {name}", lambda: st.splicer.recv(sock, 1 << 16))
-    except TimeoutError as e:
-        if expect != "timeout":
-            raise RoleError(f"read {name}: timed out, expected {expect}") from e
-        return
-    except OSError as e:
-        if errno_name(e.errno) != expect:
-            raise RoleError(f"read {name}: failed with {errno_name(e.errno)}, expected {expect}") from e
-        return
-    raise RoleError(f"read {name}: returned {len(data)} bytes, expected {expect}")
+    _must_fail(f"read {name}", lambda: _bounded(f"read {name}", lambda: st.splicer.recv(sock, 1 << 16)), expect)
 
 
 @api_op
