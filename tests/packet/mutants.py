@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+from typing import Any
 
-from harness.splice import emulated
 from harness.splice.api import Personality
-from harness.splice.emulated import EmulatedSplicer, Engine, Link
+from harness.splice.emulated import EmulatedSplicer, Engine, Link, probe, somove
+from tests.selftest.mutants import around
 
 
 class MovesBeforeConnected(EmulatedSplicer):
@@ -22,14 +23,14 @@ class MovesBeforeConnected(EmulatedSplicer):
 
     def __init__(self, personality: Personality) -> None:
         super().__init__(personality)
-        checks = Engine._checks
 
-        def early(engine: Engine, link: Link) -> int | None:
-            if engine._connecting(link.drain) and emulated._fionread(link.source) > 0:
+        def early(checks: Any, eng: Engine, link: Link) -> int | None:
+            if probe.connecting(link.drain) and probe.fionread(link.source) > 0:
                 return errno.ENOTCONN
-            return checks(engine, link)
+            result: int | None = checks(eng, link)
+            return result
 
-        Engine._checks = early  # type: ignore[method-assign,assignment]
+        around(somove, "checks", early)
 
 
 class ShutsDrainAtEof(EmulatedSplicer):
@@ -37,12 +38,11 @@ class ShutsDrainAtEof(EmulatedSplicer):
 
     def __init__(self, personality: Personality) -> None:
         super().__init__(personality)
-        finish = Engine._finish
 
-        def eof_fin(engine: Engine, link: Link, err: int, max_reached: bool, eof: bool) -> None:
+        def eof_fin(finish: Any, eng: Engine, link: Link, err: int, max_reached: bool, eof: bool) -> None:
             if eof:
                 with contextlib.suppress(OSError):
                     link.drain.shutdown(socket.SHUT_WR)
-            finish(engine, link, err, max_reached, eof)
+            finish(eng, link, err, max_reached, eof)
 
-        Engine._finish = eof_fin  # type: ignore[method-assign,assignment]
+        around(somove, "finish", eof_fin)

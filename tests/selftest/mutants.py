@@ -11,18 +11,55 @@ from __future__ import annotations
 import dataclasses
 import errno
 import socket
+from collections.abc import Callable
 from typing import Any
 
-from harness.splice import emulated
 from harness.splice.api import Personality
-from harness.splice.emulated import EmulatedSplicer
+from harness.splice.emulated import (
+    EmulatedSplicer,
+    Engine,
+    Link,
+    idle,
+    probe,
+    somove,
+    somove_dgram,
+    somove_stream,
+    sosplice,
+    sounsplice,
+)
 
 
-class MaxOffByOne(EmulatedSplicer):
+def around(module: Any, name: str, wrapper: Callable[..., Any]) -> None:
+    """Replace module.name by wrapper(original, *args): one rule changed, the rest as it was."""
+    original = getattr(module, name)
+    setattr(module, name, lambda *args, **kw: wrapper(original, *args, **kw))
+
+
+class Mutant(EmulatedSplicer):
+    """A wrong splicer that changes the emulation once, when the agent loads it."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(personality)
+        self.mutate()
+
+    def mutate(self) -> None:
+        pass
+
+
+def _link_up_with(change: Callable[[socket.socket, int, float], tuple[socket.socket, int, float]]) -> None:
+    """sosplice.link_up with the drain, max and idle changed."""
+    def link_up(original: Any, eng: Engine, p: Personality, source: socket.socket, drain: socket.socket,
+                max: int, idle_s: float, fast: bool) -> None:
+        drain, max, idle_s = change(drain, max, idle_s)
+        original(eng, p, source, drain, max, idle_s, fast)
+    around(sosplice, "link_up", link_up)
+
+
+class MaxOffByOne(Mutant):
     """Moves one byte more than max."""
 
-    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
-        super()._link(source, drain, max + 1 if max else 0, idle)
+    def mutate(self) -> None:
+        _link_up_with(lambda drain, max, idle_s: (drain, max + 1 if max else 0, idle_s))
 
 
 class EfbigMissing(EmulatedSplicer):
@@ -32,20 +69,23 @@ class EfbigMissing(EmulatedSplicer):
         super().__init__(dataclasses.replace(personality, efbig=False))
 
 
-class IdleIgnored(EmulatedSplicer):
+class IdleIgnored(Mutant):
     """Accepts an idle timeout and never applies it."""
 
-    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
-        super()._link(source, drain, max, 0.0)
+    def mutate(self) -> None:
+        _link_up_with(lambda drain, max, idle_s: (drain, max, 0.0))
 
 
-class EprotoSucceeds(EmulatedSplicer):
+class EprotoSucceeds(Mutant):
     """Answers success when unsplicing a socket that has no drain."""
 
-    def _splice(self, source: socket.socket, fd: int, max: int, tv: tuple[int, int] | None) -> None:
-        if fd < 0 and not self.spliced(source):
-            return
-        super()._splice(source, fd, max, tv)
+    def mutate(self) -> None:
+        def quiet(original: Any, eng: Engine, p: Personality, source: socket.socket, fd: int,
+                  *rest: Any) -> None:
+            if fd < 0 and not self.spliced(source):
+                return
+            original(eng, p, source, fd, *rest)
+        around(sosplice, "sosplice", quiet)
 
 
 class LengthOffByOne(EmulatedSplicer):
@@ -55,12 +95,11 @@ class LengthOffByOne(EmulatedSplicer):
         return super().length(source) + 1
 
 
-class UrgentAsNormal(EmulatedSplicer):
+class UrgentAsNormal(Mutant):
     """Forwards inline urgent data as normal data: the urgent mark is lost."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated._atmark = lambda s: False
+    def mutate(self) -> None:
+        probe.atmark = lambda s: False
 
 
 class ReadReturnsData(EmulatedSplicer):
@@ -72,12 +111,11 @@ class ReadReturnsData(EmulatedSplicer):
         return super().recv(sock, size, flags)
 
 
-class NeverEof(EmulatedSplicer):
+class NeverEof(Mutant):
     """Never notices EOF on the source: the splice outlives the connection."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated.Engine._at_eof = lambda self, link: False  # type: ignore[method-assign]
+    def mutate(self) -> None:
+        somove_stream.at_eof = lambda eng, link: False
 
 
 class NoLoopDetection(EmulatedSplicer):
@@ -120,64 +158,51 @@ class _MergingSocket(socket.socket):
             self.held = b""
 
 
-class SplitDatagrams(EmulatedSplicer):
+class SplitDatagrams(Mutant):
     """Splits each datagram in two."""
 
-    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
-        super()._link(source, _SplittingSocket(fileno=drain.detach()), max, idle)
+    def mutate(self) -> None:
+        _link_up_with(lambda drain, max, idle_s: (_SplittingSocket(fileno=drain.detach()), max, idle_s))
 
 
-class MergeDatagrams(EmulatedSplicer):
+class MergeDatagrams(Mutant):
     """Merges the datagrams moved in one pass into one."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        original = emulated.Engine._pass_datagram
-
-        def merged(engine: emulated.Engine, link: emulated.Link) -> None:
-            original(engine, link)
+    def mutate(self) -> None:
+        def merged(original: Any, eng: Engine, link: Link) -> None:
+            original(eng, link)
             if isinstance(link.drain, _MergingSocket) and link.drain.fileno() >= 0:
                 link.drain.flush()
-
-        emulated.Engine._pass_datagram = merged  # type: ignore[method-assign,assignment]
-
-    def _link(self, source: socket.socket, drain: socket.socket, max: int, idle: float) -> None:
-        super()._link(source, _MergingSocket(fileno=drain.detach()), max, idle)
+        around(somove_dgram, "move", merged)
+        _link_up_with(lambda drain, max, idle_s: (_MergingSocket(fileno=drain.detach()), max, idle_s))
 
 
-class EfbigWhenNotFit(EmulatedSplicer):
+class EfbigWhenNotFit(Mutant):
     """Raises EFBIG when the next datagram does not fit under max (only an exact hit may)."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        original = emulated.Engine._finish
-
-        def finish(engine: emulated.Engine, link: emulated.Link, err: int, max_reached: bool,
-                   eof: bool) -> None:
-            if not link.tcp and max_reached and not err and engine.counters[link.sfd] < link.max:
+    def mutate(self) -> None:
+        def finish(original: Any, eng: Engine, link: Link, err: int, max_reached: bool, eof: bool) -> None:
+            if not link.tcp and max_reached and not err and eng.counters[link.sfd] < link.max:
                 err = errno.EFBIG
-            original(engine, link, err, max_reached, eof)
+            original(eng, link, err, max_reached, eof)
+        around(somove, "finish", finish)
 
-        emulated.Engine._finish = finish  # type: ignore[method-assign,assignment]
 
-
-class NoEmsgsize(EmulatedSplicer):
+class NoEmsgsize(Mutant):
     """Sends a datagram larger than the drain's send buffer instead of ending with EMSGSIZE."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated._sndbuf = lambda s: 1 << 30
+    def mutate(self) -> None:
+        probe.sndbuf = lambda s: 1 << 30
 
 
 # ---- wrong splicers of the errata rules (semantics 0), one rule each
 
 
-class SpliceByDescriptor(EmulatedSplicer):
+class SpliceByDescriptor(Mutant):
     """Keeps a splice under the descriptor number: another descriptor of the socket sees none."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated.Engine.canon = lambda self, fd: fd  # type: ignore[method-assign]
+    def mutate(self) -> None:
+        Engine.canon = lambda self, fd: fd  # type: ignore[method-assign]
 
 
 class ErrorBeforeEpipe(EmulatedSplicer):
@@ -190,28 +215,25 @@ class ErrorBeforeEpipe(EmulatedSplicer):
         return super().send(sock, data, flags)
 
 
-class ShutDrainIgnored(EmulatedSplicer):
+class ShutDrainIgnored(Mutant):
     """Forgets that a socket was shut for writing (a UDP drain keeps its splice)."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated.Engine.cant_send_more = lambda self, s: False  # type: ignore[method-assign]
+    def mutate(self) -> None:
+        Engine.cant_send_more = lambda self, s: False  # type: ignore[method-assign]
 
 
-class EveryLookRearms(EmulatedSplicer):
+class EveryLookRearms(Mutant):
     """Re-arms the idle timer on the engine's own looks at the drain, as if each were a wakeup."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated.Engine._woken = staticmethod(lambda link, marks: True)  # type: ignore[method-assign]
+    def mutate(self) -> None:
+        idle.woken = lambda link, now_marks: True
 
 
-class NoSilentWakeups(EmulatedSplicer):
+class NoSilentWakeups(Mutant):
     """Runs passes only on what poll reports: source data and acknowledgements into a full drain re-arm nothing."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        emulated.Engine._woken = staticmethod(lambda link, marks: False)  # type: ignore[method-assign]
+    def mutate(self) -> None:
+        idle.woken = lambda link, now_marks: False
 
 
 class ZeroReadWaits(EmulatedSplicer):
@@ -241,32 +263,24 @@ class DrainWriterWoken(EmulatedSplicer):
         return super().send(sock, data, flags)
 
 
-class OptionLeftBehind(EmulatedSplicer):
+class OptionLeftBehind(Mutant):
     """Does not put back the IP_PKTINFO it set on a UDP source when the splice ends."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        original = emulated.Engine.dissolve
-
-        def dissolve(engine: emulated.Engine, link: emulated.Link, error: int = 0) -> None:
+    def mutate(self) -> None:
+        def restore(original: Any, link: Link) -> None:
             link.pktinfo_saved = None
-            original(engine, link, error)
+            original(link)
+        around(sounsplice, "restore_options", restore)
 
-        emulated.Engine.dissolve = dissolve  # type: ignore[method-assign,assignment]
 
-
-class ConnectingDrainHoldsEof(EmulatedSplicer):
+class ConnectingDrainHoldsEof(Mutant):
     """Skips the whole pass while the drain connects, EOF test included."""
 
-    def __init__(self, personality: Personality) -> None:
-        super().__init__(personality)
-        original = emulated.Engine._pass_stream
-
-        def pass_stream(engine: emulated.Engine, link: emulated.Link) -> None:
-            if emulated._tcp_state(link.drain) in emulated._CONNECTING:
+    def mutate(self) -> None:
+        def move(original: Any, eng: Engine, link: Link) -> None:
+            if probe.connecting(link.drain):
                 link.waiting = True
-                engine._sync(link.sfd, link.dfd)
+                eng.sync(link.sfd, link.dfd)
                 return
-            original(engine, link)
-
-        emulated.Engine._pass_stream = pass_stream  # type: ignore[method-assign,assignment]
+            original(eng, link)
+        around(somove_stream, "move", move)
