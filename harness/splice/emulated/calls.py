@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..api import Personality, oserror
-from . import loop, probe, somove, sounsplice
+from . import loop, probe, somove
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -178,12 +178,7 @@ def soclose(eng: Engine, sock: socket.socket) -> None:
         fd = sock.fileno()
         if fd >= 0:
             ident = eng.ident(fd)
-            for link in list(eng.links.values()):
-                if fd in (link.sfd, link.dfd):
-                    sounsplice.sounsplice(eng, link)
-            eng.counters.pop(fd, None)
-            eng.errors.pop(fd, None)
-            eng.forget_ident(fd)
+            eng.forget_fd(fd)
             if ident is not None:
                 eng.shut_wr.discard(ident)
             for key in [k for k in eng.hops if loop.owned_by(sock, k)]:
