@@ -133,15 +133,22 @@ def sosend(eng: Engine, sock: socket.socket, data: bytes, flags: int) -> int:
     with eng.cond:
         if nonblocking or eng.canon(sock.fileno()) not in eng.drains:
             return sock.send(data, flags)
+        # a blocking BSD send() is one call: it copies while there is space and sleeps when there
+        # is none; errata 4: sowwakeup skips a splice drain, so that sleep lasts until the unsplice
+        view = memoryview(data)
+        sent = 0
         try:
             with probe.nowait(sock) as s:
-                return s.send(data, flags | socket.MSG_DONTWAIT)
+                while sent < len(data):
+                    sent += s.send(view[sent:], flags | socket.MSG_DONTWAIT)
+                    if sock.type != socket.SOCK_STREAM:
+                        return sent
+                return sent
         except BlockingIOError:
             pass
-        # errata 4: sowwakeup skips a splice drain; a blocked writer sleeps until the unsplice
         while eng.canon(sock.fileno()) in eng.drains:
             eng.cond.wait()
-    return sock.send(data, flags)
+    return sent + sock.send(view[sent:], flags)
 
 
 def soshutdown(eng: Engine, sock: socket.socket, how: int) -> None:
