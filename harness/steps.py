@@ -777,14 +777,23 @@ class ApiState:
     scale: float
     socks: dict[str, socket.socket] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
+    fds: dict[str, int] = field(default_factory=dict)  # open descriptors that are no sockets (nonsocket)
+    closed: dict[str, int] = field(default_factory=dict)  # descriptor numbers closed on purpose (closed_fd)
 
     def fd(self, ref: str | int) -> int:
-        return ref if isinstance(ref, int) else self.socks[ref].fileno()
+        if isinstance(ref, int):
+            return ref
+        if ref in self.socks:
+            return self.socks[ref].fileno()
+        return self.fds[ref] if ref in self.fds else self.closed[ref]
 
     def close_all(self) -> None:
         for s in self.socks.values():
             with contextlib.suppress(OSError):
                 self.splicer.close(s)
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 LOOPBACK = "127.0.0.1"
@@ -919,7 +928,10 @@ def splice(st: ApiState, source: str, drain: str | int, max: int | None = None,
 @api_op
 def setopt(st: ApiState, source: str, form: str, drain: str | int = -1, max: int = 0,
            tv: list[int] | None = None, optlen: int = 0) -> None:
-    """The raw option value: 'int', 'short' (2 bytes), 'null', or 'struct' (tv = raw timeval)."""
+    """The raw option value: 'int', 'short' (2 bytes), 'null', or 'struct' (tv = raw timeval).
+
+    `optlen` is the length of a NULL value; a struct is cut or zero-padded to it (16: the 4.9 {fd, max}).
+    """
     sock = st.socks[source]
     fd = st.fd(drain)
     if form == "int":
@@ -930,7 +942,10 @@ def setopt(st: ApiState, source: str, form: str, drain: str | int = -1, max: int
         st.splicer.setopt(sock, None, optlen)
     elif form == "struct":
         sec, usec = tv or (0, 0)
-        st.splicer.setopt(sock, pack_splice(fd, max, abi=host_abi(), tv=(sec, usec)))
+        value = pack_splice(fd, max, abi=host_abi(), tv=(sec, usec))
+        if optlen:
+            value = value[:optlen].ljust(optlen, b"\0")
+        st.splicer.setopt(sock, value)
     else:
         raise RoleError(f"unknown option form {form!r}")
 
@@ -1085,9 +1100,10 @@ def send_datagram(st: ApiState, name: str, size: int) -> None:
 
 @api_op
 def fails(st: ApiState, expect: str, op: list[Any]) -> None:
-    """The operation `op` must fail with errno `expect`."""
+    """The operation `op` must fail with errno `expect`; a last dict holds its keywords, as in a script."""
     name, *args = op
-    _must_fail(f"{op}", lambda: API_OPS[name](st, *args), expect)
+    kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
+    _must_fail(f"{op}", lambda: API_OPS[name](st, *args, **kwargs), expect)
 
 
 @api_op
@@ -1330,3 +1346,33 @@ def setopt_padded(st: ApiState, source: str, drain: str, size: int) -> None:
     """struct splice followed by zero bytes up to `size` (the MCLBYTES bound, errata 11)."""
     value = pack_splice(st.fd(drain), 0, abi=host_abi())
     st.splicer.setopt(st.socks[source], value + bytes(size - len(value)))
+
+
+@api_op
+def nonsocket(st: ApiState, name: str, kind: str) -> None:
+    """A descriptor that is no socket: 'pipe' (its write end), 'file' (a regular file), 'null' (/dev/null)."""
+    if kind == "pipe":
+        st.fds[f"{name}.read"], st.fds[name] = os.pipe()
+    elif kind == "file":
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="sosplice-api-")
+        os.unlink(path)
+        st.fds[name] = fd
+    elif kind == "null":
+        st.fds[name] = os.open(os.devnull, os.O_RDWR)
+    else:
+        raise RoleError(f"unknown descriptor kind {kind!r}")
+
+
+@api_op
+def closed_fd(st: ApiState, name: str) -> None:
+    """The number of a socket descriptor that is closed now, above the script's own, so no later open reuses it."""
+    import fcntl
+
+    base = max([s.fileno() for s in st.socks.values()] + list(st.fds.values()) + [2]) + 64
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with s:
+        number = fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, base)
+    os.close(number)
+    st.closed[name] = number

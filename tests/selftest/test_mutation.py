@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.selftest.mutants_api import CATCHERS as API_CATCHERS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # mutant (a class of tests/selftest/mutants.py, or module:Class) -> the pytest selection of
@@ -51,6 +53,7 @@ CATCHERS: dict[str, list[str]] = {
     "OptionLeftBehind": ["tests/api/test_api.py::test_api[errata8-udp-options-restored]"],
     "ConnectingDrainHoldsEof": ["tests/api/test_api.py::test_api[errata1-eof-drain-connecting]"],
 }
+CATCHERS.update(API_CATCHERS)  # the wrong argument checks of tests/api/matrix.py
 
 
 def run_with(mutant: str, selection: list[str]) -> subprocess.CompletedProcess[str]:
