@@ -72,6 +72,7 @@ class Role:
             protocol=self.protocol, splicer=splicer, scale=float(spec.get("scale", 1.0)),
             log=self.log,
         )
+        self.ctx.vars["conserve"] = spec.get("conserve") or ""  # the case's conservation check
 
     def log(self, text: str) -> None:
         emit("log", role=self.name, text=text)

@@ -96,6 +96,10 @@ class Case:
     md5: str | tuple[str, ...] | None = None
     nocheck: bool = False
     noecho: bool = False
+    # where upstream checks nothing: account for every byte the client sent (harness.ledger):
+    # "prefix" (the server got the source's bytes in order, none twice, as the relay counted them)
+    # or "exact" (and the relay's account adds up to exactly what the client's kernel took)
+    conserve: str | None = None
     doc: str = ""
     # personality name -> why the case cannot run there
     skip: dict[str, str] = field(default_factory=dict)

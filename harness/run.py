@@ -14,6 +14,7 @@ from typing import Any
 
 from .cases import ApiCase, Case, Role
 from .checks import CaseFailure, check_logs, check_splice_len
+from .conservation import check_conservation
 from .targets.base import RoleProcess, Target, WaitTimeout
 from .targets.local import LocalTarget
 
@@ -85,7 +86,8 @@ class CaseRun:
             "role": name, "protocol": self.case.protocol, "mode": self.mode,
             "variant": self.variant, "opts": self.roles[name].to_json(),
             "backend": self.settings.backend, "personality": self.settings.personality,
-            "scale": self.settings.scale, "hold": self.hold, **self.addresses(name), **extra,
+            "scale": self.settings.scale, "hold": self.hold, **self.addresses(name),
+            "conserve": self.case.conserve if self.variant == "relay" else None, **extra,
         }
 
     def addresses(self, name: str) -> dict[str, Any]:
@@ -168,6 +170,8 @@ def run_case(case: Case, mode: str, variant: str, settings: Settings, logdir: Pa
     if mode == "splice":
         receiver = "client" if "ioflip" in case.relay.steps else "server"
         check_splice_len(case, transcript.logs, receiver)
+    if case.conserve and variant == "relay":
+        check_conservation(case, transcript.logs)
     return transcript
 
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ledger import ledger
+from .ledger import report as report_source
 from .splice.api import Splicer, errno_name, host_abi, pack_splice
 
 CYCLE = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz\n"
@@ -171,22 +173,40 @@ def step(fn: Callable[..., None]) -> Callable[..., None]:
 # ---- client side
 
 
+def _send_all(sock: socket.socket, data: bytes) -> int:
+    """sendall() that counts: the bytes the kernel took are in `.sent` of an OSError it raises."""
+    view = memoryview(data)
+    sent = 0
+    try:
+        while sent < len(data):
+            sent += sock.send(view[sent:])
+    except OSError as e:
+        e.sent = sent  # type: ignore[attr-defined]
+        raise
+    return sent
+
+
 @step
 def write_stream(ctx: Ctx, length: int | None = None) -> None:
     n = length if length is not None else ctx.opt("len", 251)
     pause = ctx.opt("sleep")
     md5 = hashlib.md5()
+    sent = 0  # what the kernel took, for the conservation check (SENT)
     try:
         for chunk in stream_chunks(n):
             md5.update(chunk)
             if pause:
                 for i in range(len(chunk)):
-                    ctx.dst.sendall(chunk[i : i + 1])
+                    sent += _send_all(ctx.dst, chunk[i : i + 1])
                     ctx.sleep(pause)
             else:
-                ctx.dst.sendall(chunk)
+                sent += _send_all(ctx.dst, chunk)
     except OSError as e:
+        sent += getattr(e, "sent", 0)
         raise ctx.die(f"print failed: {strerror(send_error(ctx, ctx.dst, e))}") from e
+    finally:
+        if ctx.vars.get("conserve"):
+            ctx.log(f"SENT: {sent} of {n}")
     ctx.log(f"LEN: {n}")
     ctx.log(f"MD5: {md5.hexdigest()}")
 
@@ -389,6 +409,7 @@ def relay_copy_stream(ctx: Ctx) -> None:
                 buf = sp.recv(ctx.src, 1)
                 total += len(buf)
                 ctx.dst.send(buf, socket.MSG_OOB)
+                ledger(ctx).copied(len(buf))
             else:
                 try:
                     buf = sp.recv(ctx.src, 1, socket.MSG_OOB)
@@ -408,8 +429,9 @@ def relay_copy_stream(ctx: Ctx) -> None:
         if not buf:
             ctx.log("End")
             break
+        dropped = b""
         if limit and total + len(buf) > limit:
-            buf = buf[: limit - total]
+            buf, dropped = buf[: limit - total], buf[limit - total :]  # read past max: the relay drops it
         off = 0
         while off < len(buf):
             if ctx.opt("nonblocking"):
@@ -423,9 +445,13 @@ def relay_copy_stream(ctx: Ctx) -> None:
             except OSError as e:
                 if e.errno == errno.ETIMEDOUT:
                     continue
+                ledger(ctx).read(buf[off:])  # read, never written
                 raise ctx.die(f"syswrite at {total} failed: {strerror(send_error(ctx, ctx.dst, e))}") from e
             off += written
             total += written
+            ledger(ctx).copied(written)
+        if dropped:
+            ledger(ctx).read(dropped)
         if limit and total == limit:
             ctx.log("Big")
             ctx.log("Max")
@@ -452,6 +478,7 @@ def relay_copy_datagram(ctx: Ctx) -> None:
         except OSError as e:
             raise ctx.die(f"sysread number {num} failed: {strerror(e)}") from e
         if limit and total + len(buf) > limit:
+            ledger(ctx).read(buf)  # the datagram that does not fit: read, not forwarded
             ctx.log("Max")
             break
         if ctx.opt("nonblocking"):
@@ -459,9 +486,11 @@ def relay_copy_datagram(ctx: Ctx) -> None:
         try:
             written = sp.send(ctx.dst, buf)
         except OSError as e:
+            ledger(ctx).read(buf)
             raise ctx.die(f"syswrite number {num} failed: {strerror(e)}") from e
         if written != len(buf):
             raise ctx.die(f"syswrite read {len(buf)} did write {written}")
+        ledger(ctx).copied(written)
         total += written
         num += 1
         if limit and total == limit:
@@ -473,6 +502,7 @@ def relay_copy_datagram(ctx: Ctx) -> None:
 
 def _splice_error(ctx: Ctx) -> int:
     err = ctx.splicer.error(ctx.src)
+    ledger(ctx).ended(err)
     if err and err not in (errno.ETIMEDOUT, errno.EFBIG):
         raise ctx.die(f"splice failed: {os.strerror(err)}")
     return err
@@ -493,6 +523,7 @@ def _wait_dissolved(ctx: Ctx) -> None:
             except OSError as e:
                 raise ctx.die(f"read blocking failed: {strerror(e)}") from e
             if buf:
+                ledger(ctx).read(buf)
                 raise ctx.die(f"read blocking has data: {len(buf)}")
             break
         ctx.log("Read")
@@ -512,10 +543,12 @@ def relay_splice_stream(ctx: Ctx) -> None:
             sp.splice(ctx.src, ctx.dst, splicemax, ctx.seconds(idle))
         except OSError as e:
             raise ctx.die(f"splice stdin to stdout failed: {strerror(e)}") from e
+        ledger(ctx).splicing()
         ctx.log("Spliced")
         _wait_dissolved(ctx)
         err = _splice_error(ctx)
         splicelen = sp.length(ctx.src)
+        ledger(ctx).spliced(splicelen)
         ctx.log(f"SPLICELEN: {splicelen}")
         if limit and splicelen > splicemax:
             raise ctx.die(f"splice len {splicelen} greater than max {splicemax}")
@@ -534,19 +567,23 @@ def relay_splice_datagram(ctx: Ctx) -> None:
         sp.splice(ctx.src, ctx.dst, limit, ctx.seconds(idle))
     except OSError as e:
         raise ctx.die(f"splice stdin to stdout failed: {strerror(e)}") from e
+    ledger(ctx).splicing()
     ctx.log("Spliced")
     sp.wait_readable(ctx.src, None)
     err = _splice_error(ctx)
     splicelen = sp.length(ctx.src)
+    ledger(ctx).spliced(splicelen)
     ctx.log(f"SPLICELEN: {splicelen}")
     if limit and splicelen > limit:
         raise ctx.die(f"splice len {splicelen} greater than max {limit}")
     total = splicelen
     if limit and limit > total:
         try:
-            total += len(sp.recv(ctx.src, limit - total))
+            head = sp.recv(ctx.src, limit - total)
         except OSError as e:
             raise ctx.die(f"sysread stdin max failed: {strerror(e)}") from e
+        ledger(ctx).read(head)  # the head of the next datagram, read by the relay itself
+        total += len(head)
     _splice_check(ctx, idle, limit, total, err)
     ctx.log(f"LEN: {splicelen}")
 
@@ -568,6 +605,7 @@ def _splice_check(ctx: Ctx, idle: float, limit: int, total: int, err: int) -> No
         except OSError as e:
             raise ctx.die(f"sysread stdin failed: {strerror(e)}") from e
         if buf:
+            ledger(ctx).read(buf)
             raise ctx.die(f"sysread stdin has data: {len(buf)}")
         ctx.log("End")
 
@@ -586,6 +624,7 @@ def errignore(ctx: Ctx) -> None:
 @step
 def shutin(ctx: Ctx) -> None:
     ctx.splicer.shutdown(ctx.src, socket.SHUT_RD)
+    ledger(ctx).flushed()
 
 
 @step
@@ -727,6 +766,8 @@ def close_like_bsd(ctx: Ctx) -> None:
     with linger 0 still resets, as on BSD. Data arriving afterwards is answered
     with RST by either kernel.
     """
+    if ctx.role == "relay" and ctx.vars.get("conserve"):
+        report_source(ctx)  # what is left on the source, before the close discards it
     for sock in {id(s): s for s in (ctx.stdin, ctx.stdout) if s is not None}.values():
         if sock.fileno() < 0 or sock.type != socket.SOCK_STREAM:
             continue
