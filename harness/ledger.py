@@ -91,8 +91,8 @@ def report(ctx: Ctx) -> None:
     """At the relay's end, before its sockets close: what is left on the source, then the ledger.
 
     "exact" waits (bounded) for the source's EOF, reading everything still coming;
-    otherwise only what is queued now is read. The source is read directly, as
-    the kernel holds it, not through the splicer.
+    otherwise what is queued now is peeked, so that the close still finds it unread.
+    The source is read directly, as the kernel holds it, not through the splicer.
     """
     book = ledger(ctx)
     sock = ctx.stdin
@@ -117,6 +117,16 @@ def report(ctx: Ctx) -> None:
 
 
 def _left_stream(ctx: Ctx, sock: socket.socket, wait_eof: bool) -> tuple[str, ...]:
+    if not wait_eof:
+        # peeked, not read: reading would open the window and let a client finish that the
+        # case means to be reset by the close of a source with unread data
+        try:
+            queued = sock.recv(LEFT_LIMIT, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            queued = b""
+        except OSError as e:
+            return ("left", "0", hashlib.md5().hexdigest(), errno_name(e.errno or errno.EIO))
+        return ("left", str(len(queued)), hashlib.md5(queued).hexdigest(), "open")
     md5 = hashlib.md5()
     total = 0
     how = "open"
