@@ -132,16 +132,13 @@ def _left_stream(ctx: Ctx, sock: socket.socket, wait_eof: bool) -> tuple[str, ..
     how = "open"
     deadline = time.monotonic() + max(EXACT_WAIT, ctx.seconds(20))
     while total < LEFT_LIMIT:
-        if wait_eof:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
-                break
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            break
         try:
             buf = sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
         except BlockingIOError:
-            if wait_eof:
-                continue
-            break
+            continue
         except OSError as e:
             how = errno_name(e.errno or errno.EIO)
             break
