@@ -30,9 +30,12 @@ class Hops:
     """Hop counts of data in flight towards one receiving socket, oldest first."""
 
     ranges: collections.deque[list[int]] = field(default_factory=collections.deque)
+    # errata 9: ph_loopcnt++ counts every pass that inspects the head packet; a pass that moves
+    # only part of the head range leaves the rest one count higher (one range: one packet)
+    extra: int = 0
 
     def first(self) -> int:
-        return self.ranges[0][1] if self.ranges else 0
+        return self.ranges[0][1] + self.extra if self.ranges else 0
 
     def take(self, n: int, datagram: bool) -> list[tuple[int, int]]:
         """Remove n bytes (or one datagram); return their (length, hops) pieces."""
@@ -45,11 +48,14 @@ class Hops:
         while n > 0 and self.ranges:
             head = self.ranges[0]
             k = min(n, head[0])
-            out.append((k, head[1]))
+            out.append((k, head[1] + self.extra))
             head[0] -= k
             n -= k
             if head[0] == 0:
                 self.ranges.popleft()
+                self.extra = 0
+            else:
+                self.extra += 1
         if n > 0:
             out.append((n, 0))
         return out
