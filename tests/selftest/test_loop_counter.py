@@ -55,7 +55,6 @@ def test_slow_drain_raises_the_count_of_looped_data(settings: Settings) -> None:
         drn1, src2 = _connected(lsock)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         drn2, far = _connected(lsock)
-    socks = (client, src1, drn1, src2, drn2, far)
     try:
         drn2.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         splicer.splice(src2, drn2)
