@@ -75,6 +75,8 @@ class Personality:
     drain_shut_epipe: bool = True  # a drain that cannot send ends the splice with EPIPE (FreeBSD: no error)
     urgent_forwarded: bool = True  # an inline urgent byte leaves the drain as urgent (FreeBSD: as data)
     length_listening: str = ""  # errno name of getsockopt(SO_SPLICE) on a listening socket, if any
+    sndlowat: bool = True  # a partly full drain takes data only when SO_SNDLOWAT fits (FreeBSD: any space)
+    eof_ends_full: bool = False  # EOF on the source ends the splice while a full drain holds data back
 
 
 OPENBSD = Personality(
@@ -87,6 +89,7 @@ FREEBSD = Personality(
     idle_restarts=False, unsplice_unspliced="ENOTCONN", listening="EINVAL",
     max_checked_before_fd=False, spliced_read_blocks=False,
     option_bound=False, drain_shut_epipe=False, urgent_forwarded=False, length_listening="ENOTCONN",
+    sndlowat=False, eof_ends_full=True,
 )
 PERSONALITIES: dict[str, Personality] = {p.name: p for p in (OPENBSD, FREEBSD)}
 

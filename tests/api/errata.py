@@ -16,6 +16,9 @@ FREEBSD_ONLY = "a FreeBSD rule; OpenBSD's answer is checked by its own case"
 CONNECTING_DRAIN: Script = (
     ("tcp_listen", "L"), ("tcp_connect", "c", "L"), ("accept", "src", "L"), ("tcp_connecting", "drn"),
 )
+# a full drain (filled before the splice), 3 bytes held back on the source, then its EOF
+FULL_DRAIN_EOF: Script = (("sndbuf", "drn", 4096), ("fill", "drn"), ("splice", "src", "drn"), ("send", "c", "abc"),
+                          ("queued", "src", 3), ("shutdown", "c", "wr"))
 # the source spliced into a drain that is full, so the source keeps data queued
 FULL: Script = (("sndbuf", "drn", 4096), ("splice", "src", "drn"), ("fill", "c"), ("queued", "src", 1))
 
@@ -132,4 +135,14 @@ ERRATA: list[ApiCase] = [
           ("recv", "src", "x"), ("error", "src", "0")),
          "FreeBSD: a drain shut for writing ends the splice with no error on the source (errata 11)",
          {"openbsd": FREEBSD_ONLY}),
+    rule("errata11-eof-full-drain",
+         (*TCP_PAIR, *FULL_DRAIN_EOF, ("readable", "src", True, 10), ("error", "src", "0"), ("length", "src", 0),
+          ("recv", "src", "abc")),
+         "FreeBSD: EOF on the source while the drain is full ends the splice; the held data stays (errata 11)",
+         {"openbsd": FREEBSD_ONLY}),
+    rule("errata11-eof-full-drain-openbsd",
+         (*TCP_PAIR, *FULL_DRAIN_EOF, ("readable", "src", False, 1), ("length", "src", 0), ("unsplice", "src"),
+          ("recv", "src", "abc")),
+         "OpenBSD: EOF behind data a full drain holds back waits for the data to move (3.6)",
+         {"freebsd": OPENBSD_ONLY}),
 ]

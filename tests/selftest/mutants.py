@@ -69,6 +69,13 @@ class EfbigMissing(EmulatedSplicer):
         super().__init__(dataclasses.replace(personality, efbig=False))
 
 
+class FreebsdEofWaitsForDrain(EmulatedSplicer):
+    """FreeBSD played with OpenBSD's EOF: a full drain keeps the splice past the source's EOF."""
+
+    def __init__(self, personality: Personality) -> None:
+        super().__init__(dataclasses.replace(personality, eof_ends_full=False))
+
+
 class IdleIgnored(Mutant):
     """Accepts an idle timeout and never applies it."""
 

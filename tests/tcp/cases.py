@@ -19,6 +19,8 @@ ERRIGNORE_WRITE = ("errignore", "write_stream")
 NO_EFBIG = "FreeBSD reports no EFBIG when max is reached, so the relay cannot log Big"
 NO_ETIMEDOUT = "FreeBSD reports no ETIMEDOUT and its idle timer is one-shot from splice time"
 URGENT_AS_DATA = "FreeBSD forwards an inline urgent byte as plain data (semantics errata 11), not as urgent"
+EOF_ENDS_FULL = ("FreeBSD ends the splice at the source's EOF while a full drain holds data back (errata 11): "
+                 "the relay then finds that data on its source")
 READS_NOT_BLOCKED = "FreeBSD does not block reads on a spliced source; the read takes spliced data"
 
 
@@ -300,6 +302,12 @@ CONSERVE: dict[str, str] = {
     "server-abort": "prefix", "server-exit": "prefix", "unsplice-forked": "prefix",
 }
 TCP_CASES = [dataclasses.replace(c, conserve=CONSERVE[c.id]) if c.id in CONSERVE else c for c in TCP_CASES]
+# a drain smaller than the stream: when the client's EOF arrives the drain is often full, and
+# FreeBSD dissolves then with data left on the source (a race on FreeBSD, so not run there)
+EOF_WITH_FULL_DRAIN = tuple(f"{name}{variant}" for name in ("smallbuf", "smallsnd")
+                            for variant in ("", "-sleep-client", "-sleep-relay", "-sleep-server"))
+TCP_CASES = [dataclasses.replace(c, skip={**c.skip, "freebsd": EOF_ENDS_FULL}) if c.id in EOF_WITH_FULL_DRAIN else c
+             for c in TCP_CASES]
 assert set(CONSERVE) <= {c.id for c in TCP_CASES}, "CONSERVE names a case that does not exist"
 
 # Where the relay's own sockets live on Linux (the emulated backend runs on this host), its

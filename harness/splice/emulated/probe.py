@@ -168,3 +168,10 @@ def peek_eof(sock: socket.socket) -> bool:
             return s.recv(1, PEEK_NOWAIT) == b""
     except OSError:
         return False
+
+
+def peer_shut(sock: socket.socket) -> bool:
+    """The peer's FIN has arrived, even behind queued data (SBS_CANTRCVMORE; Linux POLLRDHUP)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), POLLRDHUP)
+    return any(ev & POLLRDHUP for _fd, ev in poller.poll(0))

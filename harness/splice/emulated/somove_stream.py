@@ -75,7 +75,15 @@ def move(eng: Engine, link: Link) -> None:
             space += URGENT_SLACK if urgent else 0
             if space < amount:  # step 3: a short drain takes what fits, if SO_SNDLOWAT fits
                 max_reached = False
-                if space <= 0 or space < min(SNDLOWAT, probe.sndbuf(dst)):
+                lowat = min(SNDLOWAT, probe.sndbuf(dst)) if link.personality.sndlowat else 1
+                if space <= 0 or space < lowat:
+                    if link.personality.eof_ends_full:
+                        # errata 11, FreeBSD: nothing can move and the source is at EOF: the
+                        # splice ends, the data it held back stays readable on the source
+                        if probe.peer_shut(src):
+                            eof = True
+                            break
+                        link.watch_eof = True
                     wait_for_space(link)
                     break
                 amount = space
