@@ -1417,3 +1417,22 @@ def closed_fd(st: ApiState, name: str) -> None:
         number = fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, base)
     os.close(number)
     st.closed[name] = number
+
+
+# ---- ops for the detection scripts (issue 13, tests/api/detection.py)
+
+
+@api_op
+def abort(st: ApiState, name: str) -> None:
+    """Close the socket with SO_LINGER {1, 0}: its peer gets a reset (RST), not a FIN."""
+    sock = st.socks.pop(name)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    st.splicer.close(sock)
+
+
+@api_op
+def send_size(st: ApiState, name: str, size: int) -> None:
+    """Send `size` bytes of the generator stream through the splicer, all of them (blocking sends)."""
+    sock, data, sent = st.socks[name], stream_bytes(size), 0
+    while sent < size:
+        sent += st.splicer.send(sock, data[sent:])

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.cases import ApiCase
 
+from .detection import DETECTION
 from .errata import ERRATA
 from .matrix import MATRIX
 from .semantics import SEMANTICS
@@ -117,4 +118,4 @@ LP64_QUIRK = case("idle-EINVAL-upstream-packing",
                   (*CONNECTED_PAIR, ("setopt", "s", "struct", "ss", {"max": -1, "tv": [-2, 0]})), "EINVAL",
                   doc="upstream's pack('ixxxxqql!', fd, -1, -1, -1) makes max -1 and tv_sec -2")
 
-API_CASES: list[ApiCase] = [*UPSTREAM, *ORDER_AND_FORMS, LP64_QUIRK, *SEMANTICS, *ERRATA, *MATRIX]
+API_CASES: list[ApiCase] = [*UPSTREAM, *ORDER_AND_FORMS, LP64_QUIRK, *SEMANTICS, *ERRATA, *MATRIX, *DETECTION]

@@ -17,6 +17,7 @@ import pytest
 
 from tests.selftest.mutants_api import CATCHERS as API_CATCHERS
 from tests.selftest.mutants_conserve import CATCHERS as CONSERVE_CATCHERS
+from tests.selftest.mutants_detect import CATCHERS as DETECT_CATCHERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,6 +59,7 @@ CATCHERS: dict[str, list[str]] = {
 }
 CATCHERS.update(API_CATCHERS)  # the wrong argument checks of tests/api/matrix.py
 CATCHERS.update(CONSERVE_CATCHERS)  # bytes lost where upstream checks nothing (harness.conservation)
+CATCHERS.update(DETECT_CATCHERS)  # reads, timers, the initial move, idle values (tests/api/detection.py)
 
 
 def run_with(mutant: str, selection: list[str]) -> subprocess.CompletedProcess[str]:
