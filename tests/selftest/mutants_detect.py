@@ -3,14 +3,16 @@
 Each breaks one rule the way a kernel (or emulator) change could: a read that tests the flag and
 not the socket, an error handed out but kept, a short move taken for the end at max, an idle timer
 re-armed only by bytes, kept from the last splice or never cancelled, the initial move left to the
-mover thread, an idle value read with the wrong unit. CATCHERS names the cases that must fail with
-each (merged into test_mutation.py); a selection may carry options (personality, time scale).
+mover thread or racing setsockopt's return, an idle value read with the wrong unit. CATCHERS names
+the cases that must fail with each (merged into test_mutation.py); a selection may carry options
+(personality, time scale).
 """
 
 from __future__ import annotations
 
 import math
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -168,6 +170,28 @@ class AsyncInitialMove(Mutant):
         Engine.link = link  # type: ignore[method-assign,assignment]
 
 
+class InitialMoveRaced(Mutant):
+    """setsockopt starts the first pass on a thread of its own and returns: who wins is luck."""
+
+    def mutate(self) -> None:
+        def first(eng: Engine, link: Link) -> None:
+            with eng.cond:
+                if eng.live(link):
+                    somove.somove(eng, link)
+                if eng.live(link):
+                    eng.sync(link.sfd, link.dfd)
+
+        def link(eng: Engine, link: Link) -> None:  # Engine.link, its somove() on a new thread
+            eng.links[link.sfd] = link
+            eng.drains[link.dfd] = link.sfd
+            eng.counters[link.sfd] = 0
+            eng.remember(link.sfd)
+            eng.remember(link.dfd)
+            idle.start(link)
+            threading.Thread(target=first, args=(eng, link), daemon=True).start()
+        Engine.link = link  # type: ignore[method-assign,assignment]
+
+
 # ---- kind 6: the idle time's value
 
 
@@ -225,6 +249,7 @@ CATCHERS: dict[str, list[str]] = {f"{HERE}:{name}": selection for name, selectio
     "IdleInherited": _cases("detect-idle-resplice-none"),
     "StaleIdleTimer": _cases("detect-idle-resplice-none", "detect-idle-resplice-longer"),
     "AsyncInitialMove": _cases("detect-sync-initial-x20", "detect-sync-initial-max-x20"),
+    "InitialMoveRaced": _cases("detect-sync-initial-x20", "detect-sync-initial-max-x20"),
     "IdleWholeSeconds": _cases("detect-idle-subsecond", "detect-idle-below-sleep"),
     "IdleRoundedUp": _cases("detect-idle-subsecond", "detect-idle-below-sleep"),
     "IdleSecondsIgnored": [*UNSCALED, *_cases("detect-idle-above-sleep")],
