@@ -130,6 +130,9 @@ class ApiCase:
     expect: dict[str, tuple[str, int]]
     doc: str = ""
     skip: dict[str, str] = field(default_factory=dict)
+    # a case that measures a duration rule itself, with margins that are fractions of its durations,
+    # runs at no smaller time scale than this (None: the run's scale)
+    min_scale: float | None = None
 
     def expected(self, personality: str) -> tuple[str, int]:
         index_errno = self.expect.get(personality) or self.expect["openbsd"]

@@ -187,7 +187,7 @@ def run_api_case(case: ApiCase, settings: Settings, logdir: Path,
     """Run an API script on the target and check the errno it ends with."""
     target = target or LocalTarget()
     spec = {"role": "api", "script": [list(op) for op in case.script], "backend": settings.backend,
-            "personality": settings.personality, "scale": settings.scale}
+            "personality": settings.personality, "scale": max(settings.scale, case.min_scale or 0.0)}
     proc = target.spawn("api", spec, logdir)
     try:
         event = proc.wait_event("the script's result",

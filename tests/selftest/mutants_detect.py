@@ -44,23 +44,10 @@ class PlainReadBypasses(EmulatedSplicer):
         return super().recv(sock, size, flags)
 
 
-class ErrorReadKept(EmulatedSplicer):
-    """A read fails with the pending error but leaves it pending, as if every read were MSG_PEEK."""
+class _ErrorLeftPending(EmulatedSplicer):
+    """A read that meets the pending error leaves it pending; `as_eof`: and reports EOF instead."""
 
-    def recv(self, sock: socket.socket, size: int, flags: int = 0) -> bytes:
-        try:
-            return super().recv(sock, size, flags)
-        except BlockingIOError:
-            raise
-        except OSError as e:
-            if e.errno:
-                with self.engine.cond:
-                    self.engine.errors[self.engine.canon(sock.fileno())] = e.errno
-            raise
-
-
-class ErrorReadAsEof(EmulatedSplicer):
-    """A read does not return the pending error: it reports EOF, and only SO_ERROR hands the error out."""
+    as_eof = False
 
     def recv(self, sock: socket.socket, size: int, flags: int = 0) -> bytes:
         try:
@@ -72,7 +59,19 @@ class ErrorReadAsEof(EmulatedSplicer):
                 raise
             with self.engine.cond:
                 self.engine.errors[self.engine.canon(sock.fileno())] = e.errno
-            return b""
+            if self.as_eof:
+                return b""
+            raise
+
+
+class ErrorReadKept(_ErrorLeftPending):
+    """A read fails with the pending error but leaves it pending, as if every read were MSG_PEEK."""
+
+
+class ErrorReadAsEof(_ErrorLeftPending):
+    """A read does not return the pending error: it reports EOF, and only SO_ERROR hands the error out."""
+
+    as_eof = True
 
 
 class ErrorBeforeData(EmulatedSplicer):
