@@ -14,6 +14,7 @@ from harness.run import DEFAULT_TIME_SCALE, Settings
 from harness.splice import BackendError, check_backend_class
 from harness.splice.api import PERSONALITIES
 from harness.targets import base as targets_base
+from harness.targets import local as targets_local
 from harness.targets.base import Target
 
 pytest_plugins = ["harness.targets.plugin"]  # --splice-target, the ssh options, the target fixture
@@ -74,6 +75,29 @@ def pytest_report_header(config: pytest.Config) -> str:
             f"modes={','.join(modes)} time-scale={s.scale:g}")
 
 
+MUTATION_CHECK = "tests/selftest/test_mutation.py"
+
+
+def mutation_check_wanted(config: pytest.Config) -> bool:
+    """The mutation check runs when named (`pytest tests/selftest/test_mutation.py`, `tox -e mutation`)
+    or with SPLICE_MUTATION=1; a plain `pytest` tests the splicer, not the suite's power to catch one."""
+    return os.environ.get("SPLICE_MUTATION", "") not in ("", "0") or any(
+        "test_mutation" in str(arg) for arg in config.args)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if mutation_check_wanted(config):
+        return
+    dropped = [item for item in items if item.nodeid.startswith(MUTATION_CHECK)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.nodeid.startswith(MUTATION_CHECK)]
+        config.stash[MUTATION_LEFT_OUT] = len(dropped)
+
+
+MUTATION_LEFT_OUT = pytest.StashKey[int]()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mode" in metafunc.fixturenames:
         modes: tuple[str, ...] = metafunc.config.stash[MODES_KEY]
@@ -111,6 +135,14 @@ def logdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Local agents share compiled modules in this run's temporary directory, not the checkout."""
+    targets_local.BYTECODE_CACHE = tmp_path_factory.mktemp("pycache")
+    yield
+    targets_local.BYTECODE_CACHE = None
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     """Every process group a test started is gone when the test ends, whatever happened."""
@@ -146,6 +178,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for line in leftovers:
             terminalreporter.write_line(line)
     mutation_summary(terminalreporter)
+    left_out = terminalreporter.config.stash.get(MUTATION_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"mutation check: not in this run ({left_out} wrong splicers); "
+                                    f"run it with `tox -e mutation` or `pytest {MUTATION_CHECK}`")
 
 
 def mutation_summary(terminalreporter: pytest.TerminalReporter) -> None:
