@@ -14,7 +14,6 @@ from harness.run import DEFAULT_TIME_SCALE, Settings
 from harness.splice import BackendError, check_backend_class
 from harness.splice.api import PERSONALITIES
 from harness.targets import base as targets_base
-from harness.targets import local as targets_local
 from harness.targets.base import Target
 
 pytest_plugins = ["harness.targets.plugin"]  # --splice-target, the ssh options, the target fixture
@@ -133,14 +132,6 @@ def logdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         request.node.add_report_section("teardown", "logs", f"role logs kept in {path}")
     else:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Local agents share compiled modules in this run's temporary directory, not the checkout."""
-    targets_local.BYTECODE_CACHE = tmp_path_factory.mktemp("pycache")
-    yield
-    targets_local.BYTECODE_CACHE = None
 
 
 @pytest.fixture(autouse=True)
