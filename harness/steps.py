@@ -1148,6 +1148,23 @@ def fails(st: ApiState, expect: str, op: list[Any]) -> None:
 
 
 @api_op
+def emptied(st: ApiState, name: str, within: float) -> None:
+    """Wait (deadline `within` s) until nothing is left in the socket's receive buffer (FIONREAD 0)."""
+    import fcntl
+    import termios
+
+    sock = st.socks[name]
+    deadline = time.monotonic() + within
+    while True:
+        got = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+        if got == 0:
+            return
+        if time.monotonic() >= deadline:
+            raise RoleError(f"{name}: {got} bytes still queued after {within:g} s, expected none")
+        select.select([], [], [], 0.01)  # FIONREAD has no event to wait for: look again shortly
+
+
+@api_op
 def fill(st: ApiState, name: str) -> None:
     """Write until the socket's buffers and everything behind them are full (EAGAIN)."""
     sock = st.socks[name]

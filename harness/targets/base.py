@@ -67,6 +67,12 @@ def end_groups(groups: dict[int, str]) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
+def host_system(target: Any) -> str:
+    """The kernel a target's roles run on: this machine's, or the ssh remote's (uname -s)."""
+    remote = getattr(target, "remote", None)
+    return str(getattr(remote, "sysname", "")) if remote is not None else os.uname().sysname
+
+
 class WaitTimeout(AssertionError):
     """A role did not produce an awaited event in time."""
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.cases import ApiCase
-from harness.run import Settings, run_api_case
-from harness.targets.base import Target
+from harness.run import CaseFailure, Settings, run_api_case
+from harness.targets.base import Target, host_system
 
 from .cases import API_CASES, UPSTREAM
 
@@ -20,8 +20,12 @@ def test_upstream_count() -> None:
 
 
 @pytest.mark.parametrize("case", API_CASES, ids=[c.id for c in API_CASES])
-def test_api(case: ApiCase, settings: Settings, logdir: Path, target: Target) -> None:
+def test_api(case: ApiCase, settings: Settings, logdir: Path, target: Target,
+             request: pytest.FixtureRequest) -> None:
     reason = case.skip.get(settings.personality)
     if reason:
         pytest.skip(f"{settings.personality}: {reason}")
+    if case.linux_host_differs and host_system(target) == "Linux":
+        request.applymarker(pytest.mark.xfail(reason=f"Linux host: {case.linux_host_differs}",
+                                              strict=True, raises=CaseFailure))
     run_api_case(case, settings, logdir, target)

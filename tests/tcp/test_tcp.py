@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import socket
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from conftest import require_all
 from harness.cases import Case
 from harness.run import CaseFailure, Settings, WaitTimeout, run_case
-from harness.targets.base import Target
+from harness.targets.base import Target, host_system
 
 from .cases import LINUX_HOST_DIFFERS, TCP_CASES
 
@@ -37,12 +36,6 @@ def uses_inet6(case: Case) -> bool:
                        case.relay.connectdomain)
 
 
-def relay_host_system(target: Target) -> str:
-    """The kernel the relay role runs on: this machine's, or the ssh remote's."""
-    remote = getattr(target, "remote", None)
-    return str(getattr(remote, "sysname", "")) if remote is not None else os.uname().sysname
-
-
 @pytest.mark.parametrize(("case", "variant"), VARIANTS, ids=[f"{c.id}-{v}" for c, v in VARIANTS])
 def test_tcp(case: Case, variant: str, mode: str, settings: Settings, logdir: Path,
              target: Target, request: pytest.FixtureRequest) -> None:
@@ -64,7 +57,7 @@ def test_tcp(case: Case, variant: str, mode: str, settings: Settings, logdir: Pa
     differs = LINUX_HOST_DIFFERS.get((case.id, "")) or LINUX_HOST_DIFFERS.get((case.id, variant))
     # where the relay runs decides, not what the splicer is called: Linux TCP is Linux TCP
     # under the emulation, ByteCopySplicer or a user's class alike
-    if differs and relay_host_system(target) == "Linux":
+    if differs and host_system(target) == "Linux":
         kind, why = differs
         # a race cannot be a strict expected failure: it may go either way
         request.applymarker(pytest.mark.xfail(
