@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 from typing import Any
 
 from .splice import BackendError, load_splicer
@@ -248,7 +249,33 @@ def run_api(spec: dict[str, Any], splicer: Splicer) -> int:
         state.close_all()
 
 
+def end_with_parent() -> None:
+    """The role's process group ends when the process that started it is gone, SIGKILL included.
+
+    SPLICE_PARENT_PID names that process (a local target sets it). Its pidfd becomes readable when
+    it exits; a thread waiting on it then kills this group, the children the role forked with it.
+    Where pidfds do not exist (BSD, old Linux) the controller's own cleanup is all there is.
+    """
+    parent = os.environ.get("SPLICE_PARENT_PID", "")
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if not parent.isdigit() or pidfd_open is None or os.getpgrp() != os.getpid():
+        return  # only a group leader ends its group: never anyone else's
+    try:
+        fd = pidfd_open(int(parent))
+    except OSError:
+        fd = -1  # already gone
+    if fd < 0 or os.getppid() != int(parent):
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main() -> int:
+    end_with_parent()
     try:
         raw = sys.stdin.readline()  # one JSON line; a held role gets "go" on the next line
         try:

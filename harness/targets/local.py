@@ -19,6 +19,7 @@ class LocalTarget:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["SPLICE_PARENT_PID"] = str(os.getpid())  # the agent ends with us (agent.end_with_parent)
         self.env = env
 
     def spawn(self, role: str, spec: dict[str, Any], logdir: Path) -> RoleProcess:
