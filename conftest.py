@@ -16,7 +16,10 @@ from harness.splice.api import PERSONALITIES
 from harness.targets import base as targets_base
 from harness.targets.base import Target
 
-pytest_plugins = ["harness.targets.plugin"]  # --splice-target, the ssh options, the target fixture
+pytest_plugins = [
+    "harness.targets.plugin",  # --splice-target, the ssh options, the target fixture
+    "harness.endsignals",  # SIGTERM and SIGHUP end a run as Ctrl-C does
+]
 
 MODES = ("copy", "splice")
 
