@@ -261,11 +261,12 @@ def end_with_parent() -> None:
     if not parent.isdigit() or pidfd_open is None or os.getpgrp() != os.getpid():
         return  # only a group leader ends its group: never anyone else's
     try:
-        fd = pidfd_open(int(parent))
+        fd = pidfd_open(int(parent))  # the starter, our parent or behind a wrapper (ip netns exec)
+    except ProcessLookupError:
+        os.killpg(os.getpgrp(), signal.SIGKILL)  # gone before we could watch it
+        return
     except OSError:
-        fd = -1  # already gone
-    if fd < 0 or os.getppid() != int(parent):
-        os.killpg(os.getpgrp(), signal.SIGKILL)
+        return
 
     def watch() -> None:
         select.select([fd], [], [])
