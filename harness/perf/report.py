@@ -30,6 +30,33 @@ class Summary:
                    cpu_s_per_gb=statistics.median(s.cpu_s_per_gb for s in samples))
 
 
+NOT_RELAYS = ("direct", "iperf3")
+LIMIT_RULE = ("limit: a relay on the host of its client and server carries two connections' work "
+              "on the same cores, so it can reach half the direct rate at most")
+
+
+def rate(r: Summary) -> float:
+    """What a path is measured by: datagrams/s for UDP (their size is fixed), Gbit/s for TCP."""
+    return r.dgrams_per_s if r.proto == "udp" else r.gbps
+
+
+def limits(rows: list[Summary], meta: dict[str, object] | None) -> dict[str, float]:
+    """Per protocol, the most a relay can carry here: half the direct rate of the same run.
+
+    Only for relays on this host; a relay on an ssh target has cores of its own, and no limit
+    is claimed for it."""
+    if meta and meta.get("target", "local") != "local":
+        return {}
+    return {r.proto: rate(r) / 2 for r in rows if r.path == "direct" and rate(r) > 0}
+
+
+def shares(rows: list[Summary], meta: dict[str, object] | None) -> dict[tuple[str, str], float]:
+    """Each relay row's share of its protocol's limit."""
+    lim = limits(rows, meta)
+    return {(r.proto, r.path): rate(r) / lim[r.proto] for r in rows
+            if r.path not in NOT_RELAYS and r.proto in lim}
+
+
 def factors(rows: list[Summary]) -> dict[str, dict[str, float]]:
     """splice/copy and splice/direct per protocol, from the medians."""
     out: dict[str, dict[str, float]] = {}
@@ -59,19 +86,29 @@ def table(rows: list[Summary], meta: dict[str, object] | None = None) -> str:
                      f"splice backend {meta.get('backend')}")
         if meta.get("target", "local") != "local":
             lines.append(f"# relays on {meta['target']}")
-    lines += [f"{'proto':5} {'path':8} {'runs':>4} {'Gbit/s':>8} {'min-max':>13} {'dgram/s':>10} {'CPU s/GB':>9}"]
+    share = shares(rows, meta)
+    lines += [f"{'proto':5} {'path':8} {'runs':>4} {'Gbit/s':>8} {'min-max':>13} {'dgram/s':>10} {'CPU s/GB':>9} "
+              f"{'of limit':>8}"]
     for r in rows:
         dg = f"{r.dgrams_per_s:10.0f}" if r.proto == "udp" else f"{'-':>10}"
+        of = f"{share[(r.proto, r.path)]:8.2f}" if (r.proto, r.path) in share else f"{'-':>8}"
         lines.append(f"{r.proto:5} {r.path:8} {r.runs:4d} {r.gbps:8.2f} {r.gbps_min:6.2f}-{r.gbps_max:<6.2f} "
-                     f"{dg} {r.cpu_s_per_gb:9.2f}")
+                     f"{dg} {r.cpu_s_per_gb:9.2f} {of}")
     for proto, fs in factors(rows).items():
         if fs:
             lines.append(f"{proto}: " + ", ".join(f"{k} {v:.2f}x" for k, v in fs.items()))
+    lim = limits(rows, meta)
+    if lim:
+        each = ", ".join(f"{p} {v:.2f} Gbit/s" if p == "tcp" else f"{p} {v:.0f} dgram/s" for p, v in lim.items())
+        lines.append(f"{LIMIT_RULE}: {each}")
     return "\n".join(lines)
 
 
 def to_json(rows: list[Summary], meta: dict[str, object]) -> str:
-    return json.dumps({"meta": meta, "results": [asdict(r) for r in rows], "factors": factors(rows)}, indent=2)
+    share = shares(rows, meta)
+    results = [{**asdict(r), "share_of_limit": share.get((r.proto, r.path))} for r in rows]
+    return json.dumps({"meta": meta, "results": results, "factors": factors(rows),
+                       "limits": limits(rows, meta), "limit_rule": LIMIT_RULE}, indent=2)
 
 
 def chart(rows: list[Summary], path: Path) -> bool:

@@ -30,6 +30,14 @@ def test_perf_report_is_well_formed() -> None:
             assert row["gbps"] > 0 and row["gbps_min"] <= row["gbps"] <= row["gbps_max"], row
             assert row["cpu_s_per_gb"] > 0, row
         assert "splice/copy" in report["factors"][proto], f"no splice/copy factor for {proto}"
+        direct = rows[(proto, "direct")]
+        limit = report["limits"][proto]
+        assert limit == (direct["dgrams_per_s"] if proto == "udp" else direct["gbps"]) / 2, (proto, limit)
+        assert direct["share_of_limit"] is None, "the direct path is not a relay"
+        for path in ("copy", "splice"):
+            share = rows[(proto, path)]["share_of_limit"]
+            assert isinstance(share, float) and share > 0, (proto, path, share)
+    assert "half the direct rate" in report["limit_rule"]
     assert rows[("udp", "splice")]["dgrams_per_s"] > 0
     assert report["meta"]["sockbuf"] == 0, "the default is the kernel's socket buffers"
 
