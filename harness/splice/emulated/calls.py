@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..api import Personality, oserror
-from . import loop, probe, somove
+from . import fork, loop, probe, somove
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -25,18 +25,24 @@ def length(eng: Engine, p: Personality, source: socket.socket) -> int:
     """getsockopt(SO_SPLICE): ssp_len of the last splice."""
     if p.length_listening and probe.listening(source):
         raise oserror(p.length_listening, "listening socket")
+    if eng.pid != os.getpid():  # a forked child: the splice is the parent's
+        return fork.request_number(eng, "length", source)
     with eng.cond:
         return eng.counters.get(eng.canon(source.fileno()), 0)
 
 
 def error(eng: Engine, sock: socket.socket) -> int:
     """getsockopt(SO_ERROR): the error a splice left, else the kernel's; reading clears it."""
+    if eng.pid != os.getpid():
+        return fork.request_number(eng, "error", sock) or probe.so_error(sock)
     with eng.cond:
         err = eng.errors.pop(eng.canon(sock.fileno()), 0)
     return err or probe.so_error(sock)
 
 
 def spliced(eng: Engine, sock: socket.socket) -> bool:
+    if eng.pid != os.getpid():
+        return fork.request_number(eng, "spliced", sock) == 1
     with eng.cond:
         return eng.canon(sock.fileno()) in eng.links
 
