@@ -676,14 +676,18 @@ def _fork(ctx: Ctx, body: Callable[[], None]) -> int:
 
 @step
 def fork_reader(ctx: Ctx) -> None:
-    """A child reads the source in 10-byte chunks until EOF (args-relay-read-forked)."""
-    fd = ctx.src.fileno()
+    """A child reads the source in 10-byte chunks until EOF (args-relay-read-forked).
+
+    Through the splicer, as the kernel sees every read: while the splice lasts the
+    source is neither readable nor read (soo_poll, soreceive).
+    """
+    src = ctx.src
 
     def body() -> None:
         while True:
-            select.select([fd], [], [])
+            ctx.splicer.wait_readable(src, None)
             try:
-                if not os.read(fd, 10):
+                if not ctx.splicer.recv(src, 10):
                     return
             except BlockingIOError:
                 continue

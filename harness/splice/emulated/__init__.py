@@ -18,7 +18,7 @@ The modules follow the kernel's functions, to be read beside uipc_socket.c:
     loop.py           ELOOP: hop counts and looped broadcasts
     calls.py          soreceive, sosend, poll, shutdown, close on spliced sockets
     engine.py         the per-process state and the thread standing in for wakeups
-    fork.py           a forked child's unsplice, served by the splicing process
+    fork.py           a forked child's calls, answered by the splicing process
     probe.py          what Linux tells about a socket, in BSD's terms
     link.py           struct sosplice
 

@@ -49,6 +49,8 @@ def spliced(eng: Engine, sock: socket.socket) -> bool:
 
 def poll_readable(eng: Engine, sock: socket.socket, timeout: float | None, exceptional: bool) -> bool:
     """soo_poll(): a spliced source is not readable until the splice ends or an error waits."""
+    if eng.pid != os.getpid():
+        return fork.poll_readable(eng, sock, timeout, exceptional)
     deadline = None if timeout is None else time.monotonic() + timeout
     if sock.fileno() < 0:
         raise oserror("EBADF", "socket closed")
@@ -69,6 +71,8 @@ def poll_readable(eng: Engine, sock: socket.socket, timeout: float | None, excep
 
 def soreceive(eng: Engine, p: Personality, sock: socket.socket, size: int, flags: int) -> bytes:
     """A read: hidden while spliced (OpenBSD), then the data, then a pending error once."""
+    if eng.pid != os.getpid():
+        return fork.soreceive(eng, p, sock, size, flags)
     if flags & socket.MSG_OOB:
         return sock.recv(size, flags)
     nonblocking = sock.gettimeout() == 0.0 or bool(flags & socket.MSG_DONTWAIT)

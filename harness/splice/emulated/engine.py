@@ -48,6 +48,7 @@ class Engine:
         # socket (dup, SCM_RIGHTS, fork) is mapped to the descriptor the engine knows it by
         self.idents: dict[Ident, int] = {}
         self.shut_wr: set[Ident] = set()  # sockets shut for writing (SS_CANTSENDMORE)
+        self.waiters: dict[Ident, list[int]] = {}  # forked children's reads waiting for the unsplice
         self.poller = select.poll()
         self.registered: dict[int, int] = {}
         self.wake_r, self.wake_w = os.pipe()

@@ -7,7 +7,7 @@ import errno
 import socket
 from typing import TYPE_CHECKING
 
-from . import probe
+from . import fork, probe
 from .link import Link
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ def sounsplice(eng: Engine, link: Link, error: int = 0) -> None:
     link.drain.detach()
     eng.sync(sfd, dfd)
     eng.cond.notify_all()  # sorwakeup/sowwakeup of readers and writers that waited for it
+    fork.answer_waiters(eng, sfd)  # and of those in forked children
 
 
 def restore_options(link: Link) -> None:
