@@ -17,6 +17,7 @@ from harness.targets import base as targets_base
 from harness.targets.base import Target
 
 pytest_plugins = [
+    "harness.sweep",  # the run's mark; leftovers of earlier runs that died are ended at the start
     "harness.targets.plugin",  # --splice-target, the ssh options, the target fixture
     "harness.endsignals",  # SIGTERM and SIGHUP end a run as Ctrl-C does
 ]

@@ -21,9 +21,9 @@ import select
 import signal
 import socket
 import sys
-import threading
 from typing import Any
 
+from . import leash
 from .splice import BackendError, load_splicer
 from .splice.api import Splicer, errno_name
 from .steps import API_OPS, ApiState, Ctx, RoleError, close_like_bsd, run_steps
@@ -178,6 +178,8 @@ class Role:
         """Held until the controller has every role up: scenario time starts together."""
         if sys.stdin.readline().strip() != "go":
             raise RoleError(f"{self.name}: controller went away before the start")
+        if self.spec.get("watch_stdin"):
+            leash.end_with_stdin()
 
     def run_echo_client(self) -> None:
         """echo.pl: a forked child reads what the self-spliced relay sends back."""
@@ -249,34 +251,9 @@ def run_api(spec: dict[str, Any], splicer: Splicer) -> int:
         state.close_all()
 
 
-def end_with_parent() -> None:
-    """The role's process group ends when the process that started it is gone, SIGKILL included.
-
-    SPLICE_PARENT_PID names that process (a local target sets it). Its pidfd becomes readable when
-    it exits; a thread waiting on it then kills this group, the children the role forked with it.
-    Where pidfds do not exist (BSD, old Linux) the controller's own cleanup is all there is.
-    """
-    parent = os.environ.get("SPLICE_PARENT_PID", "")
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if not parent.isdigit() or pidfd_open is None or os.getpgrp() != os.getpid():
-        return  # only a group leader ends its group: never anyone else's
-    try:
-        fd = pidfd_open(int(parent))  # the starter, our parent or behind a wrapper (ip netns exec)
-    except ProcessLookupError:
-        os.killpg(os.getpgrp(), signal.SIGKILL)  # gone before we could watch it
-        return
-    except OSError:
-        return
-
-    def watch() -> None:
-        select.select([fd], [], [])
-        os.killpg(os.getpgrp(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def main() -> int:
-    end_with_parent()
+    leash.end_with_parent()
+    leash.lead_group()  # a remote agent is started by a shell: its group takes what it forks
     try:
         raw = sys.stdin.readline()  # one JSON line; a held role gets "go" on the next line
         try:
@@ -286,6 +263,8 @@ def main() -> int:
     except ValueError as e:
         emit("error", message=f"agent: spec on stdin is not JSON: {e}")
         return 2
+    if spec.get("watch_stdin") and not spec.get("hold"):
+        leash.end_with_stdin()  # the starter keeps our stdin open while it wants us (a remote role)
     try:
         splicer = load_splicer(spec.get("backend", "emulated"), spec.get("personality", "openbsd"))
     except BackendError as e:

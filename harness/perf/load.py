@@ -17,6 +17,8 @@ import socket
 import sys
 import time
 
+from harness import leash
+
 BUF = 1 << 20
 UDP_IDLE = 0.5
 
@@ -92,6 +94,7 @@ def source(proto: str, host: str, port: int, seconds: float, size: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    leash.end_with_parent()
     if len(argv) >= 2 and argv[0] == "sink":
         sink(argv[1], argv[2] if len(argv) > 2 else "127.0.0.1")
         return 0

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import leash
 from .procs import PerfError, Proc, listening_port
 from .relay import SOCKBUF
 from .remote import PerfTarget
@@ -46,7 +47,8 @@ def _haproxy(listener: socket.socket, port: int, workdir: Path, sockbuf: int) ->
         f"  server sink 127.0.0.1:{port}\n"
     )
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], pass_fds=[listener.fileno()],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=leash.die_with_starter)
     wrapped = Proc.__new__(Proc)
     wrapped.what, wrapped.proc, wrapped.cpu, wrapped._buf = "haproxy", proc, 0.0, b""
     return wrapped

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import leash
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,9 +27,11 @@ class Proc:
         """Start argv; `stdin`, when given, is written to it and closed (a remote role's spec)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        env.update(leash.parent_env())  # our helpers end with us (leash.end_with_parent)
         self.what = what
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                      cwd=str(ROOT), start_new_session=True,
+                                     preexec_fn=leash.die_with_starter,
                                      stdin=subprocess.PIPE if stdin is not None else None)
         if stdin is not None and self.proc.stdin is not None:
             with contextlib.suppress(BrokenPipeError):

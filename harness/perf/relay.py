@@ -18,6 +18,7 @@ import socket
 import sys
 from typing import Any
 
+from harness import leash
 from harness.splice import load_splicer
 from harness.splice.api import Splicer
 
@@ -93,6 +94,7 @@ def run_spec(spec: dict[str, Any], splicer: Splicer) -> int:
 
 
 def main(argv: list[str]) -> int:
+    leash.end_with_parent()
     if len(argv) < 4 or argv[0] not in ("copy", "splice") or argv[1] not in ("tcp", "udp"):
         print(USAGE, file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import signal
 import sys
 from types import FrameType
 
+from .. import leash
 from ..splice import BackendError, load_splicer
 from .config import ConfigError, parse
 from .daemon import Daemon, Output
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-scale", type=float, default=1.0,
                     help="factor for the session timeout (the suite's --splice-time-scale)")
     args = ap.parse_args(argv)
+    if not args.check:
+        leash.end_with_parent()  # the daemon ends with the run that started it
     out = Output(args.json)
     try:
         with open(args.file) as f:

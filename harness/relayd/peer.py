@@ -24,6 +24,7 @@ import time
 from io import BufferedReader
 from typing import Any
 
+from .. import leash
 from ..steps import stream_bytes
 
 Length = int | list[int]
@@ -452,6 +453,7 @@ SERVER_FUNCS = {
 
 
 def main() -> int:
+    leash.end_with_parent()
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
     spec = json.loads(sys.stdin.read())
     peer = Peer(spec)

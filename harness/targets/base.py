@@ -87,6 +87,8 @@ class InfrastructureError(RuntimeError):
 class RoleProcess:
     """One agent process: its JSON events, its log file, its end."""
 
+    keep_stdin = False  # True: stdin stays open while the role runs, and its end ends the role
+
     def __init__(self, name: str, argv: list[str], spec: dict[str, Any], logdir: Path,
                  env: dict[str, str] | None = None, cwd: str | None = None) -> None:
         self.name = name
@@ -105,8 +107,8 @@ class RoleProcess:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(spec).encode() + b"\n")
         self.held = bool(spec.get("hold"))
-        if self.held:
-            self.proc.stdin.flush()  # stdin stays open: release() sends "go"
+        if self.held or self.keep_stdin:
+            self.proc.stdin.flush()  # stdin stays open: release() sends "go", its end ends the role
         else:
             self.proc.stdin.close()
         self.reader = threading.Thread(target=self._read, name=f"events-{name}", daemon=True)
@@ -213,13 +215,15 @@ class RoleProcess:
         assert self.proc.stdin is not None
         with contextlib.suppress(BrokenPipeError, OSError):
             self.proc.stdin.write(b"go\n")
-            self.proc.stdin.close()
+            self.proc.stdin.flush()
+            if not self.keep_stdin:
+                self.proc.stdin.close()
 
     # ---- ending
 
     def kill(self) -> None:
         """End the process group this role leads (it may have forked), by its id."""
-        if self.held and self.proc.stdin is not None:
+        if (self.held or self.keep_stdin) and self.proc.stdin is not None:
             self.held = False
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()

@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .. import sweep
 from ..relayd.remote import DEFAULT_COMMAND, RemoteRelayd, parse_command
 from ..run import Settings
 from .base import InfrastructureError, Target
@@ -100,7 +102,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     hosts = config.stash[HOSTS] = []
     # every master of this run (the controller's and each worker's) has its control socket here
-    rundir = config.stash[RUNDIR] = tempfile.mkdtemp(prefix="sosplice-run-")
+    rundir = config.stash[RUNDIR] = tempfile.mkdtemp(prefix=sweep.RUNDIR_PREFIX)
+    (Path(rundir) / "owner").write_text(sweep.owner() + "\n")  # the next run removes it if we die
     for url in urls:
         host = SshHost(url, config.getoption("--splice-ssh-option"),
                        config.getoption("--splice-ssh-timeout"),
@@ -111,6 +114,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         except InfrastructureError as e:
             close_hosts(config)
             pytest.exit(f"splice target: {e}", returncode=INFRA_EXIT)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if host.swept and reporter is not None:
+            reporter.write_line(f"sweep: {host.swept}")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from .. import leash, sweep
 from .base import InfrastructureError, RoleProcess
 
 HARNESS = Path(__file__).resolve().parents[1]
 # the agent and everything it imports: stdlib only (see harness/agent.py)
-AGENT_FILES = ("__init__.py", "agent.py", "steps.py", "ledger.py", "cases.py", "splice/__init__.py",
+AGENT_FILES = ("__init__.py", "agent.py", "leash.py", "steps.py", "ledger.py", "cases.py", "splice/__init__.py",
                "splice/api.py", "splice/kpipe.py", "splice/native.py",
                *sorted(f"splice/emulated/{p.name}" for p in (HARNESS / "splice" / "emulated").glob("*.py")))
 # the relay daemon of the relayd cases (stdlib only), so that `python3 -m harness.relayd`
@@ -58,6 +59,9 @@ PERSIST = 1800
 MIN_PYTHON = (3, 10)
 NATIVE = {"OpenBSD": "openbsd", "FreeBSD": "freebsd"}
 INSTALL_PYTHON = {"OpenBSD": "pkg_add python3", "FreeBSD": "pkg install python3"}
+# the owner file of each run directory on the remote (SshHost.sweep_remote)
+OWNERS = ('for f in "${TMPDIR:-/tmp}"/sosplice.*/owner; do '
+          '[ -f "$f" ] && printf "SOSPLICE-OWNER %s %s\\n" "${f%/owner}" "$(cat "$f")"; done; true')
 SAFE_DIR = re.compile(r"^/[A-Za-z0-9._/-]*/sosplice\.[A-Za-z0-9]+$")
 
 # `python3 -I` leaves the current directory out of sys.path, so `-m harness.agent`
@@ -95,14 +99,14 @@ printf '{"event": "remote-exit", "status": %d}\\n' "$st"
 exit 0
 """
 
-# ctl.sh kill PID: end one agent or relay daemon of this directory; ctl.sh cleanup: end all,
-# remove the directory. A relay daemon (its command line names its configuration in
+# ctl.sh kill PID: end one agent (with the process group it leads) or relay daemon of this
+# directory; ctl.sh cleanup: end all, remove the directory. A relay daemon (its command line names its configuration in
 # "$d/relayd/") gets SIGTERM, through doas/sudo -n when its pid file names one.
 CTL_SH = """\
 d=$(cd "$(dirname "$0")" && pwd) || exit 97
 end() {
     case "$(ps -p "$1" -o args= 2>/dev/null)" in
-    *"$d/sosplice_agent.py"*) kill -KILL "$1" 2>/dev/null ;;
+    *"$d/sosplice_agent.py"*) kill -KILL -- "-$1" 2>/dev/null; kill -KILL "$1" 2>/dev/null ;;
     *"$d/relayd/"*)
         how=$(cat "$d/relayd-pids/$1" 2>/dev/null)
         case "$how" in
@@ -285,6 +289,7 @@ class SshConnection:
         if self.master_pid is None:
             self.close()
             raise InfrastructureError(f"{self.url}: the ssh master connection did not stay up")
+        leash.guard(self.master_pid)  # a SIGKILL of this process ends the master too
         return output.replace("\r", "")
 
     def _check(self) -> int | None:
@@ -407,6 +412,7 @@ class SshHost:
                  personality: str = "openbsd", rundir: str | None = None) -> None:
         self.conn = SshConnection(url, options, connect_timeout, rundir)
         self.remote = Remote(url=str(url), personality=personality)
+        self.swept = ""  # what sweep_remote() removed at open()
 
     def open(self) -> Remote:
         url = self.conn.url
@@ -429,8 +435,10 @@ class SshHost:
             r.backend, r.personality = "native", NATIVE[r.sysname]
         else:
             r.backend = "emulated"
+        self.swept = self.sweep_remote()
         script = ('umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/sosplice.XXXXXXXXXX") && '
-                  'mkdir "$d/pids" && cd "$d" && tar xf - && echo "SOSPLICE-DIR $d"')
+                  f'mkdir "$d/pids" && cd "$d" && printf "%s\\n" {shlex.quote(sweep.owner())} > owner && '
+                  'tar xf - && echo "SOSPLICE-DIR $d"')
         done = self.conn.run("/bin/sh -c " + shlex.quote(script), stdin=agent_tar(r.executable))
         m = re.search(r"SOSPLICE-DIR (\S+)", done.stdout.decode(errors="replace"))
         if done.returncode != 0 or not m:
@@ -446,6 +454,25 @@ class SshHost:
                 f"{url}: the agent does not import under python3 -I -S: "
                 f"{check.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
         return r
+
+    def sweep_remote(self) -> str:
+        """Directories of earlier runs of this machine that died: their agents ended, removed.
+
+        Each holds an `owner` file (this machine, the run's mark); a run that is still alive,
+        or another machine's, is left alone. One line saying what was removed, or "".
+        """
+        done = self.conn.run("/bin/sh -c " + shlex.quote(OWNERS))
+        removed = []
+        for line in done.stdout.decode(errors="replace").splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) < 3 or parts[0] != "SOSPLICE-OWNER" or not SAFE_DIR.match(parts[1]):
+                continue
+            if sweep.owner_gone(parts[2]):
+                self.conn.run(f"/bin/sh {shlex.quote(parts[1] + '/ctl.sh')} cleanup")
+                removed.append(parts[1])
+        if not removed:
+            return ""
+        return f"{self.conn.url}: removed {len(removed)} directory(ies) of earlier runs: {' '.join(removed)}"
 
     def close(self) -> str:
         """End every agent of this run on the remote, remove its directory, end the master."""
@@ -468,12 +495,15 @@ class SshHost:
 class SshRoleProcess(RoleProcess):
     """A role running on the remote through the master; its local process is ssh."""
 
+    keep_stdin = True
+
     def __init__(self, target: SshTarget, name: str, spec: dict[str, Any], logdir: Path,
                  argv: list[str] | None = None) -> None:
         self.target = target
         self.remote_pid: int | None = None
         self.remote_status: int | None = None
-        super().__init__(name, argv or target.role_argv(), spec, logdir)
+        # the remote agent ends its group when its stdin ends: the ssh session's end (leash)
+        super().__init__(name, argv or target.role_argv(), {**spec, "watch_stdin": True}, logdir)
 
     def exit_status(self, status: int) -> int:
         for event in self.events:

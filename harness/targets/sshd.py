@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import leash
+
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT = 10.0
 
@@ -115,7 +117,7 @@ def start(workdir: Path, detach: bool = False) -> LoopbackSshd:
         proc = subprocess.Popen(
             [SSHD, "-D", "-f", str(config), "-E", str(log), "-p", str(port), "-o", "ListenAddress=127.0.0.1"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=None if detach else leash.die_with_starter)
         state = wait_listening(proc, log, port)
         if state == "up":
             break

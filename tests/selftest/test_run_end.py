@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.selftest, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 # at scale 10 the relay sleeps 30 s before it splices: the signal finds the case running
 LONG_CASE = "tests/tcp/test_tcp.py::test_tcp[splice-sleep-relay-relay]"
+# the daemon and its peers (harness.relayd, harness.relayd.peer): the session timeout, scaled
+RELAYD_CASE = "tests/relayd/test_relayd.py::test_relayd[splice-timeout]"
 MARK = "SPLICE_RUN_MARK"
 
 
@@ -46,8 +48,8 @@ def marked(mark: str) -> dict[int, str]:
     return found
 
 
-def agents(mark: str) -> dict[int, str]:
-    return {pid: cmd for pid, cmd in marked(mark).items() if "harness.agent" in cmd}
+def agents(mark: str, kind: str = "harness.agent") -> dict[int, str]:
+    return {pid: cmd for pid, cmd in marked(mark).items() if kind in cmd}
 
 
 def wait_for(what: str, check: object, seconds: float) -> None:
@@ -63,23 +65,27 @@ def parent_of(pid: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the run's processes")
-@pytest.mark.parametrize(("how", "workers"), [
-    ("SIGTERM", 0), ("SIGHUP", 2), ("SIGTERM", 2), ("SIGKILL", 0), ("SIGKILL", 2), ("SIGKILL-worker", 2),
-], ids=["sigterm", "sighup-xdist", "sigterm-xdist", "sigkill", "sigkill-xdist", "sigkill-one-worker"])
-def test_run_end_leaves_nothing(how: str, workers: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("how", "workers", "case"), [
+    ("SIGTERM", 0, LONG_CASE), ("SIGHUP", 2, LONG_CASE), ("SIGTERM", 2, LONG_CASE), ("SIGKILL", 0, LONG_CASE),
+    ("SIGKILL", 2, LONG_CASE), ("SIGKILL-worker", 2, LONG_CASE), ("SIGKILL", 0, RELAYD_CASE),
+], ids=["sigterm", "sighup-xdist", "sigterm-xdist", "sigkill", "sigkill-xdist", "sigkill-one-worker",
+        "sigkill-relayd"])
+def test_run_end_leaves_nothing(how: str, workers: int, case: str, tmp_path: Path) -> None:
     mark = uuid.uuid4().hex
     env = {**os.environ, MARK: mark}
     env.pop("PYTEST_XDIST_WORKER", None)
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-n", str(workers),
-            f"--basetemp={tmp_path / 'run'}", "--splice-time-scale=10", "--splice-modes=splice", LONG_CASE]
+            f"--basetemp={tmp_path / 'run'}", "--splice-time-scale=10", "--splice-modes=splice", case]
     out = (tmp_path / "out").open("w+")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        wait_for("role agents of the nested run", lambda: len(agents(mark)) >= 2 or proc.poll() is not None, 60)
+        kind = "harness.relayd" if case == RELAYD_CASE else "harness.agent"
+        wait_for(f"{kind} processes of the nested run",
+                 lambda: len(agents(mark, kind)) >= 2 or proc.poll() is not None, 60)
         assert proc.poll() is None, "the nested run ended before its agents were up"
         if how == "SIGKILL-worker":
-            worker = parent_of(next(iter(agents(mark))))
+            worker = parent_of(next(iter(agents(mark, kind))))
             assert worker != proc.pid, "with -n 2 the agents' parent is a worker, not the controller"
             os.kill(worker, signal.SIGKILL)
         else:

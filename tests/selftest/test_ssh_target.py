@@ -220,10 +220,15 @@ def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
     passed_and_left_nothing(done, 4, env)
 
 
-@pytest.mark.parametrize("xdist", [["-n", "0"], ["-n", "2"]], ids=["single", "xdist"])
-def test_sigint_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
-                            local_tmp: dict[str, str]) -> None:
-    # scale 10: the relay sleeps for tens of seconds, so Ctrl-C finds it running
+@pytest.mark.parametrize(("how", "xdist"), [
+    ("SIGINT", ["-n", "0"]), ("SIGINT", ["-n", "2"]), ("SIGTERM", ["-n", "0"]), ("SIGHUP", ["-n", "2"]),
+    ("SIGKILL", ["-n", "0"]), ("SIGKILL", ["-n", "2"]),
+], ids=["sigint-single", "sigint-xdist", "sigterm-single", "sighup-xdist", "sigkill-single", "sigkill-xdist"])
+def test_run_end_leaves_nothing(sshd: LoopbackSshd, how: str, xdist: list[str],
+                                local_tmp: dict[str, str]) -> None:
+    """However the run ends, no remote agent or master outlives it; after SIGKILL, which leaves
+    no time for a cleanup, the next run against the target removes the directory and says so."""
+    # scale 10: the relay sleeps for tens of seconds, so the signal finds it running
     args = nested(sshd, *xdist, "--splice-time-scale=10", "--splice-modes=splice",
                   "tests/tcp/test_tcp.py::test_tcp[splice-sleep-relay-relay]",
                   "tests/tcp/test_tcp.py::test_tcp[splice-smallbuf-sleep-relay-relay]")
@@ -250,17 +255,36 @@ def test_sigint_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
                 rest = proc.stdout.read()
                 pytest.fail(f"the run ended before an agent started:\n{header}{rest[-3000:]}")
             time.sleep(0.05)  # polling the process table for the agent, with a deadline
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+        if how == "SIGINT":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+        else:
+            os.kill(proc.pid, getattr(signal, how))  # the controller alone, as timeout(1) or kill(1)
         rest, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode != 0
-    assert "Interrupted" in rest or "KeyboardInterrupt" in rest, rest[-2000:]
-    assert not Path(directory).exists(), f"{directory} left on the remote after Ctrl-C\n{rest[-2000:]}"
-    assert not remote_processes(directory), remote_processes(directory)
+    if how == "SIGINT":
+        assert "Interrupted" in rest or "KeyboardInterrupt" in rest, rest[-2000:]
+    elif how != "SIGKILL":
+        assert proc.returncode == pytest.ExitCode.INTERRUPTED, rest[-2000:]
+        assert f"run ended by {how}" in rest, rest[-2000:]
+    gone = time.monotonic() + 10
+    while remote_processes(directory):  # after SIGKILL: the ssh sessions' end ends the agents
+        assert time.monotonic() < gone, f"remote processes left after {how}: {remote_processes(directory)}"
+        time.sleep(0.05)  # the process table has no event to wait on: look again shortly
     no_masters_left(env)
+    if how != "SIGKILL":
+        assert not Path(directory).exists(), f"{directory} left on the remote after {how}\n{rest[-2000:]}"
+        return
+    assert Path(directory).exists(), "SIGKILL leaves no time for a cleanup: where did the directory go?"
+    done = subprocess.run(nested(sshd, "-n", "0", "tests/api/test_api.py::test_api[EBUSY]"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=env)
+    swept = [line for line in done.stdout.splitlines() if line.startswith("sweep: ") and directory in line]
+    assert swept, f"the next run did not say it removed {directory}:\n{done.stdout[-2000:]}"
+    assert not Path(directory).exists(), f"the next run did not remove {directory}"
+    passed_and_left_nothing(done, 1, env)
 
 
 @pytest.mark.parametrize(("sysname", "says"), [("OpenBSD", "pkg_add python3"), ("FreeBSD", "pkg install python3")])
