@@ -84,13 +84,9 @@ def soreceive(eng: Engine, p: Personality, sock: socket.socket, size: int, flags
         fd = eng.canon(sock.fileno())
         err = eng.errors.get(fd, 0)
         if err:
-            try:
-                with probe.nowait(sock) as s:
-                    data = s.recv(size, flags | socket.MSG_DONTWAIT)
-                if data:
-                    return data
-            except BlockingIOError:
-                pass
+            data = probe.recv_queued(sock, size, flags)
+            if data:
+                return data
             if not flags & socket.MSG_PEEK:
                 eng.errors.pop(fd, None)
             raise OSError(err, os.strerror(err))

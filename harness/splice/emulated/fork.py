@@ -107,13 +107,9 @@ def soreceive(eng: Engine, p: Personality, sock: socket.socket, size: int, flags
                     raise BlockingIOError(errno.EAGAIN, "SO_RCVTIMEO expired on a spliced source")
                 raise TimeoutError("timed out")
     if request_number(eng, "pending", sock):
-        try:
-            with probe.nowait(sock) as s:
-                data = s.recv(size, flags | socket.MSG_DONTWAIT)
-            if data:
-                return data
-        except BlockingIOError:
-            pass
+        data = probe.recv_queued(sock, size, flags)
+        if data:
+            return data
         err = request_number(eng, "pending" if peek else "error", sock)
         if err:
             raise OSError(err, os.strerror(err))

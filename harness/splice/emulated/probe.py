@@ -175,3 +175,12 @@ def peer_shut(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock.fileno(), POLLRDHUP)
     return any(ev & POLLRDHUP for _fd, ev in poller.poll(0))
+
+
+def recv_queued(sock: socket.socket, size: int, flags: int) -> bytes:
+    """What a read gets without waiting; b"" when nothing is queued (a pending error goes after the data)."""
+    try:
+        with nowait(sock) as s:
+            return s.recv(size, flags | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
