@@ -50,6 +50,20 @@ def lead_group() -> None:
             os.setpgid(0, 0)
 
 
+def start_watcher(watch: Callable[[], None], name: str) -> None:
+    """A daemon thread that takes no signals: each still reaches the main thread.
+
+    A signal the main thread blocks (a peer waits for SIGUSR1 in sigtimedwait) would
+    otherwise be delivered to the watcher, and its default action end the process.
+    The thread inherits the mask it is started under, so no signal falls in between.
+    """
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        threading.Thread(target=watch, name=name, daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+
+
 def end_with_parent() -> None:
     """The group ends when the process in SPLICE_PARENT_PID is gone, SIGKILL included.
 
@@ -72,7 +86,7 @@ def end_with_parent() -> None:
         select.select([fd], [], [])
         end_group()
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    start_watcher(watch, "parent-watch")
 
 
 def end_with_stdin() -> None:
@@ -86,7 +100,7 @@ def end_with_stdin() -> None:
             pass
         end_group()
 
-    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+    start_watcher(watch, "stdin-watch")
 
 
 def _prctl() -> Callable[..., int] | None:
