@@ -202,8 +202,11 @@ def recv_datagram(sock: socket.socket, what: str) -> bytes:
 
 @PROPERTY
 @given(
-    sizes=st.lists(st.integers(min_value=0, max_value=3000), min_size=1, max_size=10),
-    max_choice=st.one_of(st.just(0), st.integers(min_value=1, max_value=20000)),
+    # more datagrams than one batch of the pass peeks (mmsg.BATCH), zero-length ones among them
+    # runs of one size among them: the pass sends those as one UDP GSO send (mmsg.py)
+    sizes=st.lists(st.one_of(st.integers(min_value=0, max_value=3000), st.sampled_from([1472, 1472, 700])),
+                   min_size=1, max_size=80),
+    max_choice=st.one_of(st.just(0), st.integers(min_value=1, max_value=60000)),
     prequeue=st.booleans(),
 )
 def test_udp_never_splits(sizes: list[int], max_choice: int, prequeue: bool) -> None:
@@ -244,6 +247,42 @@ def check_udp(splicer: EmulatedSplicer, path: UdpPath, sizes: list[int], max_cho
     for i, p in enumerate(payloads[moved_count:], start=moved_count):
         assert recv_datagram(path.src, f"datagram {i} left on the source") == p
     assert nothing_more(path.far), "the drain's peer got more datagrams than fit"
+
+
+@PROPERTY
+@given(
+    sizes=st.lists(st.sampled_from([0, 0, 1, 7, 100, 1400]), min_size=2, max_size=40),
+    max_choice=st.integers(min_value=1, max_value=20000),
+)
+def test_udp_resplice_after_max_moves_the_rest_in_order(sizes: list[int], max_choice: int) -> None:
+    """What a splice ended at max left queued, zero-length datagrams too, a new splice moves in order.
+
+    The pass peeks past the head (SO_PEEK_OFF); Linux skips a zero-length datagram
+    that was peeked once, so one left queued must not be lost to the next splice.
+    """
+    splicer = EmulatedSplicer()
+    with udp_path_of(splicer) as path:
+        payloads = datagram_payloads(sizes)
+        for p in payloads:
+            path.client.send(p)
+        read_exactly_queued_udp(path.src)
+        splicer.splice(path.src, path.drn, max=max_choice)
+        moved, total = 0, 0
+        while moved < len(payloads) and total + len(payloads[moved]) <= max_choice:
+            total += len(payloads[moved])
+            moved += 1
+        if moved == len(payloads) and total < max_choice:
+            splicer.unsplice(path.src)  # all fit and max was not reached: still spliced
+        else:
+            assert splicer.wait_readable(path.src, DEADLINE), "the splice did not end at max"
+        err = errno_name(splicer.error(path.src))  # read, as it must be: a pending error ends the next splice
+        assert err == ("EFBIG" if total == max_choice else "0"), f"SO_ERROR {err} after the first splice"
+        splicer.splice(path.src, path.drn)
+        got = [recv_datagram(path.far, f"datagram {i} at the drain's peer") for i in range(len(payloads))]
+        assert got == payloads, (f"after a re-splice the drain's peer got {[len(g) for g in got]}, "
+                                 f"sent {[len(p) for p in payloads]}")
+        splicer.unsplice(path.src)
+        assert nothing_more(path.far), "a datagram arrived twice"
 
 
 def read_exactly_queued_udp(sock: socket.socket) -> None:

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from . import fork, idle, probe, somove, sounsplice
+from . import fork, idle, mmsg, probe, somove, sounsplice
 from .link import Link
 from .loop import Hops, Key
 
@@ -49,6 +49,8 @@ class Engine:
         self.idents: dict[Ident, int] = {}
         self.shut_wr: set[Ident] = set()  # sockets shut for writing (SS_CANTSENDMORE)
         self.waiters: dict[Ident, list[int]] = {}  # forked children's reads waiting for the unsplice
+        self._batch: mmsg.Batch | None = None  # UDP passes' buffers, made at the first
+        self.spoiled_sockets: set[Ident] = set()  # UDP sources peeked one datagram at a time (mmsg.py)
         self.poller = select.poll()
         self.registered: dict[int, int] = {}
         self.wake_r, self.wake_w = os.pipe()
@@ -170,6 +172,19 @@ class Engine:
     def forget_ident(self, fd: int) -> None:
         for key in [k for k, v in self.idents.items() if v == fd]:
             del self.idents[key]
+
+    def batch(self) -> mmsg.Batch:
+        if self._batch is None:
+            self._batch = mmsg.Batch()
+        return self._batch
+
+    def spoiled(self, s: socket.socket) -> bool:
+        return bool(self.spoiled_sockets) and self.ident(s.fileno()) in self.spoiled_sockets
+
+    def spoil(self, s: socket.socket) -> None:
+        ident = self.ident(s.fileno())
+        if ident is not None:
+            self.spoiled_sockets.add(ident)
 
     def cant_send_more(self, s: socket.socket) -> bool:
         """SS_CANTSENDMORE: shut for writing (Linux shows it for TCP by state, UDP not at all)."""

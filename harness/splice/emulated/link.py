@@ -36,10 +36,12 @@ class Link:
     seen_counter: int = 0  # the counter at the last re-arm
     notsent_saved: int | None = None  # the drain's TCP_NOTSENT_LOWAT before the splice (errata 8)
     pktinfo_saved: int | None = None  # the source's IP_PKTINFO before the splice (errata 8)
+    peekoff_saved: int | None = None  # the source's own SO_PEEK_OFF, off while the pass peeks
     pipe: kpipe.KernelPipe | None = None  # the splice(2) fast path, TCP only
     # hop keys, kept once known for TCP (a connected socket's addresses do not change)
     src_key: tuple[Addr, Addr | None] | None = None  # (source's local, source's peer)
     out_key: tuple[Addr, Addr] | None = None  # (drain's peer, drain's local)
+    gso_for: tuple[Addr, bool] | None = None  # UDP: the drain's peer, and whether it is on this host
 
     @property
     def sfd(self) -> int:

@@ -139,32 +139,37 @@ def _broadcast_of(ifindex: int) -> bytes | None:
 def _is_local(host: str) -> bool:
     """The address belongs to this host: a socket can be bound to it."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((host, 0))
     except OSError:
         return False
     return True
 
 
-def looped_broadcast(anc: list[tuple[int, int, bytes]], sender: object,
-                     broadcasts: dict[int, bytes | None]) -> bool:
-    """A broadcast or multicast datagram that this host sent to itself (3.8: M_BCAST|M_MCAST, M_LOOP).
+class Casts:
+    """Looped broadcasts (3.8: M_BCAST|M_MCAST with M_LOOP), judged from IP_PKTINFO.
 
     IP_PKTINFO (Linux: int ifindex, in_addr spec_dst, in_addr addr) gives the header's
-    destination; a sender address of this host means it came back over loopback.
-    `broadcasts` keeps the interfaces' broadcast addresses for the caller (one pass).
+    destination; a sender address of this host means it came back over loopback. One
+    per pass: it keeps the interfaces' broadcast addresses and the senders it judged.
     """
-    for level, kind, data in anc:
-        if level != socket.IPPROTO_IP or kind != probe.IP_PKTINFO or len(data) < 12:
-            continue
-        ifindex = struct.unpack("=i", data[:4])[0]
-        dst = data[8:12]
-        if ifindex not in broadcasts:
-            broadcasts[ifindex] = _broadcast_of(ifindex)
-        cast = dst == b"\xff\xff\xff\xff" or 224 <= dst[0] <= 239 or dst == broadcasts[ifindex]
-        peer = probe.addr(sender)
-        return cast and peer is not None and _is_local(peer[0])
-    return False
+
+    def __init__(self) -> None:
+        self.broadcasts: dict[int, bytes | None] = {}
+        self.local_hosts: dict[str, bool] = {}
+
+    def looped(self, ifindex: int, dst: bytes, sender: Addr | None) -> bool:
+        if not (dst == b"\xff\xff\xff\xff" or 224 <= dst[0] <= 239):
+            if ifindex not in self.broadcasts:
+                self.broadcasts[ifindex] = _broadcast_of(ifindex)
+            if dst != self.broadcasts[ifindex]:
+                return False
+        return sender is not None and self.is_local(sender[0])
+
+    def is_local(self, host: str) -> bool:
+        if host not in self.local_hosts:
+            self.local_hosts[host] = _is_local(host)
+        return self.local_hosts[host]
 
 
 def owned_by(sock: socket.socket, key: Key) -> bool:

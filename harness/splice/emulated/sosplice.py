@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import kpipe
 from ..api import Personality, oserror, unpack_splice
-from . import probe, sounsplice
+from . import mmsg, probe, sounsplice
 from .link import Link
 
 if TYPE_CHECKING:
@@ -164,8 +164,15 @@ def link_up(eng: Engine, p: Personality, source: socket.socket, drain: socket.so
         with contextlib.suppress(OSError):
             pktinfo_saved = src.getsockopt(socket.IPPROTO_IP, probe.IP_PKTINFO)
             src.setsockopt(socket.IPPROTO_IP, probe.IP_PKTINFO, 1)
+    peekoff_saved = None
+    if not tcp:
+        with contextlib.suppress(OSError):
+            peekoff = src.getsockopt(socket.SOL_SOCKET, mmsg.SO_PEEK_OFF)
+            if peekoff >= 0:  # the application peeks at an offset: the pass's peeks must not
+                src.setsockopt(socket.SOL_SOCKET, mmsg.SO_PEEK_OFF, -1)
+                peekoff_saved = peekoff
     link = Link(source=src, drain=drain, max=max, idle=idle, tcp=tcp, oobinline=oobinline,
-                personality=p, pktinfo_saved=pktinfo_saved)
+                personality=p, pktinfo_saved=pktinfo_saved, peekoff_saved=peekoff_saved)
     if tcp and kpipe.AVAILABLE and fast:
         link.pipe = kpipe.KernelPipe()
     eng.link(link)

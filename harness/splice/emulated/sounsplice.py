@@ -7,7 +7,7 @@ import errno
 import socket
 from typing import TYPE_CHECKING
 
-from . import fork, probe
+from . import fork, mmsg, probe
 from .link import Link
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ def restore_options(link: Link) -> None:
     if link.pktinfo_saved is not None and probe.IP_PKTINFO is not None:
         with contextlib.suppress(OSError):
             link.source.setsockopt(socket.IPPROTO_IP, probe.IP_PKTINFO, link.pktinfo_saved)
+    if link.peekoff_saved is not None:
+        with contextlib.suppress(OSError):
+            link.source.setsockopt(socket.SOL_SOCKET, mmsg.SO_PEEK_OFF, link.peekoff_saved)
 
 
 def soidle(eng: Engine, link: Link) -> None:
