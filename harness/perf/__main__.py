@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .measure import OURS, PEERS, Sample, available_peers, iperf3, run_path
+from .measure import OURS, Sample, available_peers, iperf3, run_path
 from .procs import PerfError
 from .relay import SOCKBUF
 from .remote import PerfTarget
@@ -73,8 +73,8 @@ def main(argv: list[str]) -> int:
             print(f"relay on {target.describe()}", file=sys.stderr)
         for proto in args.protos:
             paths = list(args.path_list)
-            if proto == "tcp" and peers:
-                paths += [p for p in available_peers() if p in PEERS]
+            if peers:
+                paths += available_peers(proto)
             for path in paths:
                 samples = [run_path(proto, path, args.seconds, args.backend, args.personality,
                                     sockbuf=args.sockbuf, target=target)

@@ -17,7 +17,8 @@ from .relay import SOCKBUF
 from .remote import PerfTarget
 
 OURS = ("direct", "copy", "splice")
-PEERS = ("socat", "haproxy")  # TCP relays measured beside ours when installed
+PEERS = ("socat", "haproxy")  # relays measured beside ours when installed
+PEERS_OF = {"tcp": ("socat", "haproxy"), "udp": ("socat",)}  # haproxy relays TCP only
 START = 10.0  # seconds a process may take to come up
 REMOTE_START = 30.0  # a relay on an ssh target: ssh through the master, the agent's start
 
@@ -29,8 +30,8 @@ class Sample:
     cpu_s_per_gb: float
 
 
-def available_peers() -> list[str]:
-    return [p for p in PEERS if shutil.which(p)]
+def available_peers(proto: str = "tcp") -> list[str]:
+    return [p for p in PEERS_OF.get(proto, ()) if shutil.which(p)]
 
 
 def _haproxy(listener: socket.socket, port: int, workdir: Path, sockbuf: int) -> Proc:
@@ -54,16 +55,22 @@ def _haproxy(listener: socket.socket, port: int, workdir: Path, sockbuf: int) ->
     return wrapped
 
 
-def _socat(port: int, sockbuf: int) -> tuple[Proc, int]:
+def _socat(proto: str, port: int, sockbuf: int) -> tuple[Proc, int]:
     """socat as a copy relay set up as relay.c (64 KiB copies, its buffers, TCP_NODELAY out).
 
+    For UDP, one direction, one datagram per read and write, as our copy relay.
     It binds port 0 itself and the kernel tells us which port it got.
     """
     listen = f",rcvbuf={sockbuf}" if sockbuf else ""
     out = f",sndbuf={sockbuf}" if sockbuf else ""
-    proc = Proc(["socat", "-b", "65536", f"TCP4-LISTEN:0,bind=127.0.0.1,reuseaddr{listen}",
-                 f"TCP4:127.0.0.1:{port},nodelay{out}"], "socat")
-    return proc, listening_port(proc.proc.pid, START)
+    if proto == "udp":
+        argv = ["socat", "-u", "-b", "65536", f"UDP4-RECV:0,bind=127.0.0.1{listen}",
+                f"UDP4-SENDTO:127.0.0.1:{port}{out}"]
+    else:
+        argv = ["socat", "-b", "65536", f"TCP4-LISTEN:0,bind=127.0.0.1,reuseaddr{listen}",
+                f"TCP4:127.0.0.1:{port},nodelay{out}"]
+    proc = Proc(argv, "socat")
+    return proc, listening_port(proc.proc.pid, START, proto)
 
 
 def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
@@ -98,14 +105,14 @@ def run_path(proto: str, path: str, seconds: float, backend: str = "emulated",
             elif path in PEERS:
                 if target is not None:
                     raise PerfError(f"{path} runs here, not on the target: not measured with --target")
-                if proto != "tcp":
-                    raise PerfError(f"{path} is measured for TCP only")
+                if path not in PEERS_OF.get(proto, ()):
+                    raise PerfError(f"{path} is not measured for {proto.upper()}")
                 if path == "haproxy":
                     listener = socket.create_server(("127.0.0.1", 0), backlog=5)
                     procs.append(_haproxy(listener, port, Path(tmp), sockbuf))
                     port = listener.getsockname()[1]
                 else:
-                    peer, port = _socat(port, sockbuf)
+                    peer, port = _socat(proto, port, sockbuf)
                     procs.append(peer)
             elif path != "direct":
                 raise PerfError(f"unknown path {path!r}")

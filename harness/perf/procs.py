@@ -120,8 +120,9 @@ class Proc:
         self.cpu = usage.ru_utime + usage.ru_stime
 
 
-def listening_port(pid: int, timeout: float) -> int:
-    """The TCP port a process we started is listening on, read from /proc (Linux)."""
+def listening_port(pid: int, timeout: float, proto: str = "tcp") -> int:
+    """The port a process we started is listening (TCP) or bound (UDP) on, read from /proc (Linux)."""
+    state = "0A" if proto == "tcp" else "07"  # TCP_LISTEN; a bound UDP socket shows TCP_CLOSE
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         inodes = set()
@@ -132,14 +133,14 @@ def listening_port(pid: int, timeout: float) -> int:
                     inodes.add(target[8:-1])
         except OSError:
             pass
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
             try:
                 lines = Path(table).read_text().splitlines()[1:]
             except OSError:
                 continue
             for line in lines:
                 fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                if fields[3] == state and fields[9] in inodes:
                     return int(fields[1].rsplit(":", 1)[1], 16)
         time.sleep(0.02)  # polling /proc for the listener; the peer cannot tell us
     raise PerfError(f"process {pid} did not listen within {timeout:g} s")
