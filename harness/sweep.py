@@ -6,7 +6,8 @@ of a run, a process whose mark names a controller that is gone is a leftover: it
 ended by its id and reported in one line. The pid with the start time (from
 /proc/PID/stat) names one process, not whoever has that pid today. A run's local
 directory for ssh masters (`sosplice-run-*`, with an `owner` file) goes the same
-way; remote directories are swept by the ssh target (SshHost.sweep_remote).
+way; remote directories are swept by the ssh target (SshHost.sweep_remote), network
+namespaces (named by the pid that made them, harness/net/netns.py) by their registry.
 
 As a pytest plugin (conftest's pytest_plugins), the controller marks the run and
 sweeps before anything starts; the line shows in the header.
@@ -128,12 +129,25 @@ def sweep_rundirs(parent: str | None = None) -> str:
     return f"removed {len(removed)} run directory(ies) of earlier runs: {' '.join(removed)}" if removed else ""
 
 
+def sweep_namespaces() -> str:
+    """Delete the network namespaces (and their veth links) of dead processes of this suite; one line, or ""."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("ip") is None:
+        return ""
+    from .net import netns
+
+    try:
+        removed = netns.sweep_stale()
+    except netns.NetError:
+        return ""
+    return f"removed {len(removed)} network namespace(s) of dead processes: {' '.join(removed)}" if removed else ""
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller marked the run, workers inherit the mark
     mark_run()
-    config.stash[SWEPT] = [line for line in (sweep(), sweep_rundirs()) if line]
+    config.stash[SWEPT] = [line for line in (sweep(), sweep_rundirs(), sweep_namespaces()) if line]
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -8,8 +8,10 @@ own agent process only.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -20,9 +22,9 @@ from harness.splice.emulated import (
     Engine,
     Link,
     idle,
+    mmsg,
     probe,
     somove,
-    somove_dgram,
     somove_stream,
     sosplice,
     sounsplice,
@@ -140,48 +142,37 @@ class IgnoreMax(EmulatedSplicer):
         super().splice(source, drain, 0, idle)
 
 
-class _SplittingSocket(socket.socket):
-    """A drain that sends every datagram as two halves."""
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        if len(data) < 2:
-            return super().send(data, flags)
-        half = len(data) // 2
-        return super().send(data[:half], flags) + super().send(data[half:], flags)
-
-
-class _MergingSocket(socket.socket):
-    """A drain that holds datagrams and sends what one pass moved as one."""
-
-    held = b""
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        self.held += bytes(data)
-        return len(data)
-
-    def flush(self) -> None:
-        if self.held:
-            super().send(self.held)
-            self.held = b""
+def _datagram(batch: mmsg.Batch, i: int) -> bytes:
+    """Peeked datagram i of the pass's batch."""
+    return ctypes.string_at(batch.iovs[i].base, batch.lens[i])
 
 
 class SplitDatagrams(Mutant):
     """Splits each datagram in two."""
 
     def mutate(self) -> None:
-        _link_up_with(lambda drain, max, idle_s: (_SplittingSocket(fileno=drain.detach()), max, idle_s))
+        def split(original: Any, batch: mmsg.Batch, fd: int, first: int, count: int, flags: int,
+                  gso: bool = False) -> int:
+            for i in range(first, first + count):
+                data = _datagram(batch, i)
+                if len(data) < 2:
+                    os.write(fd, data)
+                else:
+                    os.write(fd, data[:len(data) // 2])
+                    os.write(fd, data[len(data) // 2:])
+            return count
+        around(mmsg.Batch, "send", split)
 
 
 class MergeDatagrams(Mutant):
     """Merges the datagrams moved in one pass into one."""
 
     def mutate(self) -> None:
-        def merged(original: Any, eng: Engine, link: Link) -> None:
-            original(eng, link)
-            if isinstance(link.drain, _MergingSocket) and link.drain.fileno() >= 0:
-                link.drain.flush()
-        around(somove_dgram, "move", merged)
-        _link_up_with(lambda drain, max, idle_s: (_MergingSocket(fileno=drain.detach()), max, idle_s))
+        def merged(original: Any, batch: mmsg.Batch, fd: int, first: int, count: int, flags: int,
+                   gso: bool = False) -> int:
+            os.write(fd, b"".join(_datagram(batch, i) for i in range(first, first + count)))
+            return count
+        around(mmsg.Batch, "send", merged)
 
 
 class EfbigWhenNotFit(Mutant):

@@ -3,13 +3,16 @@
 A nested pytest runs one long case; once its role agents are up, the
 controller (or one xdist worker) gets a signal. Every process of that run is
 found by a marker in its environment, never by name, and must be gone within
-a few seconds of the run's end.
+a few seconds of the run's end; so must its network namespaces and veth links
+(named by the pid that made them) and whatever it made in its TMPDIR. After a
+SIGKILL nothing of the run can clean up: the next run's sweep must, and say so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LONG_CASE = "tests/tcp/test_tcp.py::test_tcp[splice-sleep-relay-relay]"
 # the daemon and its peers (harness.relayd, harness.relayd.peer): the session timeout, scaled
 RELAYD_CASE = "tests/relayd/test_relayd.py::test_relayd[splice-timeout]"
+# two network namespaces with two veth links; the relay idles 30 s at scale 10
+NETNS_CASE = "tests/packet/test_wire.py::test_udp_datagram_in_one_out[splice]"
 MARK = "SPLICE_RUN_MARK"
+NEEDS_NETNS = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                 reason="needs root and iproute2 for network namespaces")
 
 
 def marked(mark: str) -> dict[int, str]:
@@ -59,6 +66,26 @@ def wait_for(what: str, check: object, seconds: float) -> None:
         time.sleep(0.05)  # the process table has no event to wait on: look again shortly
 
 
+def namespaces_of(pids: set[int]) -> list[str]:
+    """Network namespaces made by these processes (named sosplice-<pid>-..., harness/net/netns.py)."""
+    if shutil.which("ip") is None:
+        return []
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=15).stdout
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    return [n for n in names if n.startswith("sosplice-") and n.split("-")[1].isdigit()
+            and int(n.split("-")[1]) in pids]
+
+
+def links_of(pids: set[int]) -> list[str]:
+    """veth ends of these processes' topologies left in this namespace (r<c|s><pid>x<n>, p...)."""
+    if shutil.which("ip") is None:
+        return []
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=15).stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.count(":") >= 2]
+    return [n for n in names for pid in pids if len(n) > 2 and n[0] in "rp" and n[1] in "cs"
+            and n[2:].startswith(f"{pid}x")]
+
+
 def parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2:].split()[1])
@@ -68,22 +95,30 @@ def parent_of(pid: int) -> int:
 @pytest.mark.parametrize(("how", "workers", "case"), [
     ("SIGTERM", 0, LONG_CASE), ("SIGHUP", 2, LONG_CASE), ("SIGTERM", 2, LONG_CASE), ("SIGKILL", 0, LONG_CASE),
     ("SIGKILL", 2, LONG_CASE), ("SIGKILL-worker", 2, LONG_CASE), ("SIGKILL", 0, RELAYD_CASE),
+    pytest.param("SIGTERM", 0, NETNS_CASE, marks=NEEDS_NETNS),
+    pytest.param("SIGKILL", 2, NETNS_CASE, marks=NEEDS_NETNS),
 ], ids=["sigterm", "sighup-xdist", "sigterm-xdist", "sigkill", "sigkill-xdist", "sigkill-one-worker",
-        "sigkill-relayd"])
+        "sigkill-relayd", "sigterm-netns", "sigkill-xdist-netns"])
 def test_run_end_leaves_nothing(how: str, workers: int, case: str, tmp_path: Path) -> None:
     mark = uuid.uuid4().hex
-    env = {**os.environ, MARK: mark}
+    tmpdir = tmp_path / "tmp"  # the nested run's TMPDIR: whatever it makes there must go
+    tmpdir.mkdir()
+    env = {**os.environ, MARK: mark, "TMPDIR": str(tmpdir)}
     env.pop("PYTEST_XDIST_WORKER", None)
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-n", str(workers),
             f"--basetemp={tmp_path / 'run'}", "--splice-time-scale=10", "--splice-modes=splice", case]
     out = (tmp_path / "out").open("w+")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    pids = {proc.pid}
     try:
         kind = "harness.relayd" if case == RELAYD_CASE else "harness.agent"
         wait_for(f"{kind} processes of the nested run",
                  lambda: len(agents(mark, kind)) >= 2 or proc.poll() is not None, 60)
         assert proc.poll() is None, "the nested run ended before its agents were up"
+        pids |= set(marked(mark))  # its workers too: namespaces are named by their maker's pid
+        if case == NETNS_CASE:
+            assert namespaces_of(pids), "the nested run made no network namespace"
         if how == "SIGKILL-worker":
             worker = parent_of(next(iter(agents(mark, kind))))
             assert worker != proc.pid, "with -n 2 the agents' parent is a worker, not the controller"
@@ -104,6 +139,18 @@ def test_run_end_leaves_nothing(how: str, workers: int, case: str, tmp_path: Pat
         output = out.read()
         out.close()
     assert not left, f"left behind: {left}\n{output[-2000:]}"
+    if how.startswith("SIGKILL"):
+        # nothing could clean up after a SIGKILL: the next run's sweep must
+        after = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "--co",
+                                "tests/selftest/test_leash.py"], cwd=ROOT, env={**env, MARK: uuid.uuid4().hex},
+                               capture_output=True, text=True, timeout=120)
+        output += "\n--- the next run:\n" + after.stdout[-2000:]
+        if case == NETNS_CASE:
+            assert "sweep: removed" in after.stdout and "network namespace" in after.stdout, output[-3000:]
+    assert not namespaces_of(pids), f"namespaces left: {namespaces_of(pids)}\n{output[-2000:]}"
+    assert not links_of(pids), f"veth links left here: {links_of(pids)}\n{output[-2000:]}"
+    made = sorted(p.name for p in tmpdir.iterdir())
+    assert not made, f"left in the run's TMPDIR: {made}\n{output[-2000:]}"
     if how in ("SIGTERM", "SIGHUP"):
         assert status == pytest.ExitCode.INTERRUPTED, f"exit status {status}\n{output[-2000:]}"
         assert f"run ended by {how}" in output, output[-2000:]
