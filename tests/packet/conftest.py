@@ -114,8 +114,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         netns.cleanup_all()
         for name in left:
             netns.delete_namespace(name)
-        session.config.stash.setdefault(NETNS_LEFT, []).extend(left)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if exitstatus != pytest.ExitCode.INTERRUPTED:
+            # a leak of a finished test; an interrupted one never reached its teardown
+            session.config.stash.setdefault(NETNS_LEFT, []).extend(left)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 NETNS_LEFT = pytest.StashKey[list[str]]()
