@@ -377,9 +377,15 @@ def _exists(pid: int) -> bool:
     return True
 
 
+# python3, or else the newest python3.N (a stock BSD package installs only the versioned
+# name unless asked for the link); written for the Bourne and Korn shells of the BSDs
+PYTHON_MINORS = " ".join(str(n) for n in range(30, 7, -1))
 PROBE = ("echo SOSPLICE-PROBE; uname -s; uname -r; uname -m; "
-         "if command -v python3 >/dev/null 2>&1; then "
-         "python3 -I -S -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3]); "
+         "py=$(command -v python3 2>/dev/null); "
+         f'if [ -z "$py" ]; then for v in {PYTHON_MINORS}; do '
+         'py=$(command -v "python3.$v" 2>/dev/null) && break; py=; done; fi; '
+         'if [ -n "$py" ]; then '
+         "\"$py\" -I -S -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3]); "
          "print(sys.executable)'; "
          "else echo no-python3; fi")
 
@@ -424,7 +430,7 @@ class SshHost:
         r.sysname, r.release, r.machine, python = lines[:4]
         if python == "no-python3":
             how = INSTALL_PYTHON.get(r.sysname, "install python3")
-            raise InfrastructureError(f"{url}: {r.sysname} has no python3 in PATH; {how} on it first")
+            raise InfrastructureError(f"{url}: {r.sysname} has no python3 (nor python3.N) in PATH; {how} on it first")
         r.python = python
         r.executable = lines[4] if len(lines) > 4 and lines[4].startswith("/") else "python3"
         version = tuple(int(x) for x in re.findall(r"\d+", python)[:2])

@@ -320,3 +320,29 @@ def test_dead_master_is_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
         host.close()
         if Path(remote.directory).is_dir():  # loopback: the remote directory is local
             shutil.rmtree(remote.directory)
+
+
+# the shells of OpenBSD's and FreeBSD's /bin/sh family that this machine has (mksh: pdksh's)
+SHELLS = sorted({os.path.realpath(sh): sh for sh in ("/bin/sh", "/bin/mksh", "/bin/ksh", "/usr/bin/mksh")
+                 if Path(sh).exists()}.values())
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(("names", "chosen"), [
+    (["python3", "python3.12"], "python3"), (["python3.9", "python3.12", "python3.11"], "python3.12"),
+    ([], None)], ids=["python3", "newest-python3.N", "none"])
+def test_probe_finds_an_interpreter(shell: str, names: list[str], chosen: str | None, tmp_path: Path) -> None:
+    """The remote probe takes python3, else the newest python3.N, under a stock BSD's PATH (a stub)."""
+    from harness.targets.ssh import PROBE
+
+    for name in names:
+        (tmp_path / name).symlink_to(sys.executable)
+    for tool in ("uname",):
+        (tmp_path / tool).symlink_to(shutil.which(tool) or "/bin/uname")
+    done = subprocess.run([shell, "-c", PROBE], capture_output=True, text=True, timeout=30,
+                          env={"PATH": str(tmp_path), "HOME": str(tmp_path)})
+    lines = done.stdout.split("SOSPLICE-PROBE", 1)[-1].split()
+    if chosen is None:
+        assert lines[3:] == ["no-python3"], done.stdout + done.stderr
+    else:
+        assert lines[4:5] == [str(tmp_path / chosen)], f"{shell}: {done.stdout}{done.stderr}"
