@@ -20,6 +20,7 @@ pytest_plugins = [
     "harness.sweep",  # the run's mark; leftovers of earlier runs that died are ended at the start
     "harness.targets.plugin",  # --splice-target, the ssh options, the target fixture
     "harness.endsignals",  # SIGTERM and SIGHUP end a run as Ctrl-C does
+    "harness.results",  # the results table at the end, --splice-report FILE as JSON
 ]
 
 MODES = ("copy", "splice")
