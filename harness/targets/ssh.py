@@ -101,11 +101,12 @@ exit 0
 
 # ctl.sh kill PID: end one agent (with the process group it leads) or relay daemon of this
 # directory; ctl.sh cleanup: end all, remove the directory. A relay daemon (its command line names its configuration in
-# "$d/relayd/") gets SIGTERM, through doas/sudo -n when its pid file names one.
+# "$d/relayd/") gets SIGTERM, through doas/sudo -n when its pid file names one. `ps -ww`: without
+# a tty, OpenBSD's ps cuts the command line at 79 columns, before the directory.
 CTL_SH = """\
 d=$(cd "$(dirname "$0")" && pwd) || exit 97
 end() {
-    case "$(ps -p "$1" -o args= 2>/dev/null)" in
+    case "$(ps -ww -p "$1" -o args= 2>/dev/null)" in
     *"$d/sosplice_agent.py"*) kill -KILL -- "-$1" 2>/dev/null; kill -KILL "$1" 2>/dev/null ;;
     *"$d/relayd/"*)
         how=$(cat "$d/relayd-pids/$1" 2>/dev/null)

@@ -346,3 +346,37 @@ def test_probe_finds_an_interpreter(shell: str, names: list[str], chosen: str | 
         assert lines[3:] == ["no-python3"], done.stdout + done.stderr
     else:
         assert lines[4:5] == [str(tmp_path / chosen)], f"{shell}: {done.stdout}{done.stderr}"
+
+
+# OpenBSD's ps without a tty: the command line cut at 79 columns, unless -ww
+PS_STUB = """#!/bin/sh
+wide=no
+for a in "$@"; do [ "$a" = "-ww" ] && wide=yes; done
+if [ "$wide" = yes ]; then exec {ps} "$@"; fi
+{ps} "$@" | cut -c1-79
+"""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_ctl_kill_matches_a_long_command_line(shell: str, tmp_path: Path) -> None:
+    """ctl.sh finds our agent by its directory in the command line, past 79 columns (ps -ww)."""
+    from harness.targets.ssh import CTL_SH
+
+    d = tmp_path / ("remote-directory-with-a-long-name-" + "x" * 60)
+    d.mkdir()
+    (d / "ctl.sh").write_text(CTL_SH)
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "ps").write_text(PS_STUB.format(ps=shutil.which("ps") or "/bin/ps"))
+    (stub / "ps").chmod(0o755)
+    # a stand-in agent: our interpreter, with the agent's path in its command line
+    agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(d / "sosplice_agent.py")],
+                             start_new_session=True)
+    try:
+        subprocess.run([shell, str(d / "ctl.sh"), "kill", str(agent.pid)], timeout=30, check=True,
+                       env={**os.environ, "PATH": f"{stub}:{os.environ['PATH']}"})
+        assert agent.wait(10) == -signal.SIGKILL, "ctl.sh kill did not end the agent"
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
