@@ -124,6 +124,13 @@ def last_line(output: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def rules_file(privilege_name: str, system: str | None = None) -> str:
+    """Where the rules of doas (or sudo) live on this system: FreeBSD's ports put them in /usr/local."""
+    system = system or os.uname().sysname
+    local = "/usr/local" if system == "FreeBSD" else ""
+    return f"{local}/etc/doas.conf" if privilege_name == "doas" else f"{local}/etc/sudoers"
+
+
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
     argv = command(spec)
     sysname = os.uname().sysname
@@ -144,7 +151,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
             name = os.path.basename(how)
             result["why"] = (f"'{name} -n kill' is refused ({last_line(done.stdout + done.stderr)}), "
                              f"so the daemon could not be stopped; permit relayd and kill without "
-                             f"password in {'/etc/doas.conf' if name == 'doas' else 'sudoers'}")
+                             f"password in {rules_file(name, sysname)}")
             return result
     try:
         text, _, _ = place(str(spec["config"]))

@@ -175,3 +175,21 @@ def test_no_relayd_skips_with_the_reason(sshd: LoopbackSshd, nested_env: dict[st
     assert re.fullmatch(rf"relayd cases need relayd on the target: remote is {sysname}, "
                         r"(no doas, )?no relayd \(set --splice-relayd-command\)", reason), reason
     no_masters_left(nested_env)
+
+
+@pytest.mark.parametrize(("system", "rules"), [("OpenBSD", "/etc/doas.conf"), ("FreeBSD", "/usr/local/etc/doas.conf")])
+def test_doas_refusal_names_the_rules_file(system: str, rules: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A doas that refuses `-n kill` (a stub) stops the relayd cases with the host's doas.conf in the line."""
+    from harness.relayd import launcher
+
+    for name, body in (("doas", "echo 'doas: Authentication required' >&2; exit 1"), ("relayd", "exit 0")):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    real = os.uname()
+    monkeypatch.setattr(launcher.os, "uname", lambda: type(real)((system, *real[1:])))
+    result = launcher.probe({"argv": [str(tmp_path / "doas"), "relayd"]})
+    assert not result["ok"]
+    assert f"without password in {rules}" in result["why"], result["why"]
+    assert "Authentication required" in result["why"]
