@@ -188,7 +188,7 @@ def test_doas_refusal_names_the_rules_file(system: str, rules: str, tmp_path: Pa
         (tmp_path / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     real = os.uname()
-    monkeypatch.setattr(launcher.os, "uname", lambda: type(real)((system, *real[1:])))
+    monkeypatch.setattr(os, "uname", lambda: type(real)((system, *real[1:])))
     result = launcher.probe({"argv": [str(tmp_path / "doas"), "relayd"]})
     assert not result["ok"]
     assert f"without password in {rules}" in result["why"], result["why"]
