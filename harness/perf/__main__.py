@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .measure import OURS, Sample, available_peers, iperf3, run_path
 from .procs import PerfError
@@ -54,6 +55,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def unsupported(proto: str, target: Any) -> str:
+    """Why the target's splicer cannot relay this protocol ("" when it can)."""
+    remote = getattr(target, "remote", None)
+    if proto == "udp" and remote is not None and getattr(remote, "personality", "") == "freebsd":
+        return f"{getattr(remote, 'sysname', 'FreeBSD')} splices TCP only (semantics 5.1)"
+    return ""
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
     from harness.splice import BackendError, check_backend_class
@@ -72,6 +81,10 @@ def main(argv: list[str]) -> int:
                                 args.ssh_timeout)
             print(f"relay on {target.describe()}", file=sys.stderr)
         for proto in args.protos:
+            why = unsupported(proto, target)
+            if why:
+                print(f"harness.perf: {proto} not measured: {why}", file=sys.stderr)
+                continue
             paths = list(args.path_list)
             if peers:
                 paths += available_peers(proto)

@@ -77,3 +77,17 @@ def test_perf_relay_runs_on_the_target(sshd: LoopbackSshd) -> None:
     assert set(rows) == {"direct", "copy", "splice"}, "no peers with a target: they would run here"
     for path in ("copy", "splice"):
         assert rows[path]["gbps"] > 0 and rows[path]["cpu_s_per_gb"] > 0, rows[path]
+
+
+def test_udp_is_not_measured_on_a_freebsd_target() -> None:
+    """A FreeBSD target splices TCP only: its UDP rows are left out with the reason, TCP stays."""
+    from types import SimpleNamespace
+
+    from harness.perf.__main__ import unsupported
+
+    freebsd = SimpleNamespace(remote=SimpleNamespace(personality="freebsd", sysname="FreeBSD"))
+    openbsd = SimpleNamespace(remote=SimpleNamespace(personality="openbsd", sysname="OpenBSD"))
+    assert unsupported("udp", freebsd) == "FreeBSD splices TCP only (semantics 5.1)"
+    assert unsupported("tcp", freebsd) == ""
+    assert unsupported("udp", openbsd) == ""
+    assert unsupported("udp", None) == ""
