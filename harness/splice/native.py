@@ -25,20 +25,26 @@ class BackendUnavailable(RuntimeError):
     """The selected splice backend cannot work on this host."""
 
 
-def probe() -> None:
-    """Raise BackendUnavailable unless this kernel answers SO_SPLICE."""
+def missing() -> str:
+    """What this kernel lacks for SO_SPLICE, in a few words naming it ("" when it has it)."""
     uname = os.uname()
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.getsockopt(SOL_SOCKET_BSD, SO_SPLICE, 8)
     except OSError as e:
-        raise BackendUnavailable(
-            f"native splice backend: {uname.sysname} {uname.release} has no SO_SPLICE "
-            f"({os.strerror(e.errno or 0)}); use --splice-backend emulated, or run the "
-            f"suite against an OpenBSD/FreeBSD host with --splice-target ssh://HOST"
-        ) from None
+        return f"{uname.sysname} {uname.release} has no SO_SPLICE ({os.strerror(e.errno or 0)})"
     finally:
         s.close()
+    return ""
+
+
+def probe() -> None:
+    """Raise BackendUnavailable unless this kernel answers SO_SPLICE."""
+    why = missing()
+    if why:
+        raise BackendUnavailable(
+            f"native splice backend: {why}; use --splice-backend emulated, or run the "
+            f"suite against an OpenBSD/FreeBSD host with --splice-target ssh://HOST")
 
 
 def host_personality() -> Personality:

@@ -77,6 +77,10 @@ if sys.argv[1:] == ["--check"]:
     import harness.agent  # noqa: F401
 
     print("agent-ok")
+elif sys.argv[1:] == ["--check-splice"]:
+    from harness.splice import native
+
+    print("no-splice " + native.missing() if native.missing() else "splice-ok")
 else:
     runpy.run_module("harness.agent", run_name="__main__", alter_sys=True)
 '''
@@ -460,7 +464,23 @@ class SshHost:
             raise InfrastructureError(
                 f"{url}: the agent does not import under python3 -I -S: "
                 f"{check.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+        if r.backend == "native":
+            self.check_kernel()
         return r
+
+    def check_kernel(self) -> None:
+        """The remote's kernel must splice: one line naming it when it cannot (FreeBSD before
+        14.3, an OpenBSD kernel built without SOCKET_SPLICE), before any case runs."""
+        r = self.remote
+        done = self.conn.run(f"{shlex.quote(r.executable)} -I -S "
+                             f"{shlex.quote(r.directory + '/' + LAUNCHER)} --check-splice")
+        out = done.stdout.decode(errors="replace").strip()
+        if "splice-ok" in out:
+            return
+        why = out.partition("no-splice ")[2] or (done.stderr.decode(errors="replace").strip().splitlines()
+                                                  or [f"status {done.returncode}"])[-1]
+        raise InfrastructureError(f"{self.conn.url}: the kernel cannot splice: {why}; the suite needs "
+                                  "SO_SPLICE there (OpenBSD, FreeBSD 14.3 or later)")
 
     def sweep_remote(self) -> str:
         """Directories of earlier runs of this machine that died: their agents ended, removed.

@@ -380,3 +380,23 @@ def test_ctl_kill_matches_a_long_command_line(shell: str, tmp_path: Path) -> Non
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def test_kernel_without_so_splice_stops_the_run(sshd: LoopbackSshd) -> None:
+    """A native remote whose kernel cannot splice (played by this Linux) is refused in one line."""
+    urls = parse_target(sshd.url)
+    assert urls
+    host = SshHost(urls[0], sshd.ssh_options())
+    remote = host.open()  # Linux: the emulation, no kernel check
+    try:
+        remote.backend = "native"  # as an OpenBSD kernel without SOCKET_SPLICE would be taken
+        with pytest.raises(InfrastructureError) as info:
+            host.check_kernel()
+        line = str(info.value)
+        uname = os.uname()
+        assert f"{uname.sysname} {uname.release} has no SO_SPLICE" in line, line
+        assert "\n" not in line and "the kernel cannot splice" in line
+    finally:
+        host.close()
+        if Path(remote.directory).is_dir():  # loopback: the remote directory is local
+            shutil.rmtree(remote.directory)
