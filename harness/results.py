@@ -4,7 +4,8 @@ Each collected case carries its cell (category, case, mode, variant, target) in 
 user_properties, so that the controller of an xdist run, which sees only reports,
 can place every outcome; JUnit XML (--junitxml) carries the same properties. The
 terminal shows, per category, the count of each outcome per column and the rows
-of the cases that did not all pass; `--splice-report FILE` writes every cell as JSON.
+of the cases that failed, errored or were expected to fail somewhere (skips are counted only);
+`--splice-report FILE` writes every cell as JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 CELL = "splice_cell"
 LETTER = {"passed": "P", "failed": "F", "error": "E", "skipped": "s", "xfailed": "x", "xpassed": "X"}
 WORST = ["error", "failed", "xpassed", "passed", "xfailed", "skipped"]  # a later phase may only worsen
+QUIET = {"passed", "skipped"}  # counted per column; their rows are in the JSON, not on the terminal
 RESULTS = pytest.StashKey[dict[str, dict[str, Any]]]()
 
 
@@ -90,7 +92,7 @@ def column(r: dict[str, Any]) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> list[str]:
-    """Per category: outcome counts per column, then the rows of the cases not all passed."""
+    """Per category: outcome counts per column, then the rows of the cases not all passed or skipped."""
     lines = [f"{k} {v}" for k, v in LETTER.items()]
     lines = ["legend: " + ", ".join(lines)]
     by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -112,7 +114,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
             for c in cols))
         for case in sorted(cases):
             cells = cases[case]
-            if all(v == "passed" for v in cells.values()):
+            if all(v in QUIET for v in cells.values()):
                 continue
             lines.append(f"  {case:<{width - 2}}" + " ".join(f"{LETTER[cells[c]] if c in cells else '.':>14}"
                                                           for c in cols))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.targets.base import RoleProcess, end_groups, surviving_groups
+from harness.targets.base import RoleProcess, end_groups, groups_still_alive, surviving_groups
 
 pytestmark = pytest.mark.selftest
 
@@ -23,7 +23,8 @@ def test_kill_ends_forked_children(tmp_path: Path) -> None:
     group = {proc.pid: "forker"}
     assert surviving_groups(group), "a running role must be reported as surviving"
     proc.kill()
-    assert not surviving_groups(group), "kill() left a process of the role's group running"
+    # the forked child got its SIGKILL with the group; under load it takes a moment to die
+    assert not groups_still_alive(group, grace=5), "kill() left a process of the role's group running"
 
 
 def test_leftover_check_sees_orphans(tmp_path: Path) -> None:

@@ -259,7 +259,12 @@ def test_run_end_leaves_nothing(sshd: LoopbackSshd, how: str, xdist: list[str],
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
         else:
             os.kill(proc.pid, getattr(signal, how))  # the controller alone, as timeout(1) or kill(1)
-        rest, _ = proc.communicate(timeout=60)
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            rest, _ = proc.communicate()
+            pytest.fail(f"the run still ran 60 s after {how}; its output:\n{header}{rest[-4000:]}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
