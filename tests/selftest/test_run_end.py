@@ -36,6 +36,16 @@ NEEDS_NETNS = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None
                                  reason="needs root and iproute2 for network namespaces")
 
 
+
+def signals_as_at_a_terminal() -> None:
+    """The nested run takes SIGINT, SIGTERM and SIGHUP as a run started at a terminal does.
+
+    A run started in the background by a shell without job control inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C would do nothing.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
 def marked(mark: str) -> dict[int, str]:
     """Live processes (not zombies) whose environment carries the run's marker: pid -> command line."""
     found = {}
@@ -109,7 +119,7 @@ def test_run_end_leaves_nothing(how: str, workers: int, case: str, tmp_path: Pat
             f"--basetemp={tmp_path / 'run'}", "--splice-time-scale=10", "--splice-modes=splice", case]
     out = (tmp_path / "out").open("w+")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=signals_as_at_a_terminal)
     pids = {proc.pid}
     try:
         kind = "harness.relayd" if case == RELAYD_CASE else "harness.agent"

@@ -42,6 +42,16 @@ ROOT = Path(__file__).resolve().parents[2]
     ("ssh://root@[::1]:22", [SshUrl("root", "::1", 22)]),
     ("ssh://a,ssh://u@b:23", [SshUrl(None, "a", None), SshUrl("u", "b", 23)]),
 ])
+
+def signals_as_at_a_terminal() -> None:
+    """The nested run takes SIGINT, SIGTERM and SIGHUP as a run started at a terminal does.
+
+    A run started in the background by a shell without job control inherits SIGINT
+    ignored, and Python then installs no KeyboardInterrupt handler: Ctrl-C would do nothing.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
 def test_parse_target(text: str, want: list[SshUrl] | None) -> None:
     assert parse_target(text) == want
 
@@ -234,7 +244,7 @@ def test_run_end_leaves_nothing(sshd: LoopbackSshd, how: str, xdist: list[str],
                   "tests/tcp/test_tcp.py::test_tcp[splice-smallbuf-sleep-relay-relay]")
     env = local_tmp
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True, env=env)
+                            text=True, start_new_session=True, env=env, preexec_fn=signals_as_at_a_terminal)
     assert proc.stdout is not None
     header = ""
     directory = None
