@@ -56,12 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--splice-ssh-option", action="append", default=[], metavar="ARG",
                     help="one argument passed to ssh (repeat: --splice-ssh-option=-i "
                          "--splice-ssh-option=KEY, --splice-ssh-option=-oX=Y, -F config)")
-    group.addoption("--splice-local-addr", default=os.environ.get("SPLICE_LOCAL_ADDR", "127.0.0.1"),
+    group.addoption("--splice-local-addr", default=os.environ.get("SPLICE_LOCAL_ADDR"),
                     help="address of this machine as the remote reaches it; the local server "
-                         "listens there (default 127.0.0.1)")
-    group.addoption("--splice-remote-addr", default=os.environ.get("SPLICE_REMOTE_ADDR", "127.0.0.1"),
+                         "listens there (default: the client address of the ssh connection)")
+    group.addoption("--splice-remote-addr", default=os.environ.get("SPLICE_REMOTE_ADDR"),
                     help="address of the remote as this machine reaches it; the remote relay "
-                         "listens there (default 127.0.0.1)")
+                         "listens there (default: the address the ssh connection reached)")
     group.addoption("--splice-ssh-timeout", type=float, default=CONNECT_TIMEOUT,
                     help=f"ssh ConnectTimeout in seconds (default {CONNECT_TIMEOUT:g})")
     group.addoption("--splice-relayd-command",
@@ -117,6 +117,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if host.swept and reporter is not None:
             reporter.write_line(f"sweep: {host.swept}")
+        try:
+            host.check_reach(*addresses(config, host.remote))
+        except InfrastructureError as e:
+            close_hosts(config)
+            pytest.exit(f"splice target: {e}", returncode=INFRA_EXIT)
+
+
+def addresses(config: pytest.Config, remote: Remote) -> tuple[str, str]:
+    """(this machine as the remote reaches it, the remote as this machine reaches it): the
+    options when given, else the two ends of the ssh connection (SSH_CONNECTION there)."""
+    local = config.getoption("--splice-local-addr") or remote.client_addr or "127.0.0.1"
+    there = config.getoption("--splice-remote-addr") or remote.server_addr or "127.0.0.1"
+    return local, there
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -164,17 +177,16 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         return
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     options = config.getoption("--splice-ssh-option")
-    local_addr = config.getoption("--splice-local-addr")
-    remote_addr = config.getoption("--splice-remote-addr")
     timeout = config.getoption("--splice-ssh-timeout")
     if is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
         remotes: list[Remote] = remotes_from_json(workerinput[WORKER_INPUT])
-        target = SshTarget(pick(remotes, worker), options, local_addr, remote_addr, timeout,
+        remote = pick(remotes, worker)
+        target = SshTarget(remote, options, *addresses(config, remote), timeout,
                            rundir=workerinput.get(WORKER_RUNDIR))
     else:
         host: SshHost = pick(config.stash[HOSTS], worker)
-        target = SshTarget(host.remote, options, local_addr, remote_addr, timeout, host=host)
+        target = SshTarget(host.remote, options, *addresses(config, host.remote), timeout, host=host)
     try:
         yield target
     finally:

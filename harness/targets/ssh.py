@@ -52,6 +52,14 @@ PERF_FILES = ("perf/__init__.py", "perf/relay.py")
 LAUNCHER = "sosplice_agent.py"
 RELAYD_LAUNCHER = "sosplice_relayd.py"
 CONNECT_TIMEOUT = 10.0
+REACH_TIMEOUT = 5.0  # each connect of the setup's reachability check
+# the remote connects to this machine's listener; the remote listens, this machine connects
+REACH_OUT = ("import socket\ntry:\n    socket.create_connection(({addr!r}, {port}), {timeout}).close()\n"
+             "    print('reach-ok')\nexcept OSError as e:\n    print('reach-fail', e.strerror or 'timed out')\n")
+REACH_IN = ("import socket, sys\ntry:\n    s = socket.socket(socket.AF_INET6 if ':' in {addr!r} else socket.AF_INET)\n"
+            "    s.bind(({addr!r}, 0))\n    s.listen(1)\nexcept OSError as e:\n    print('reach-none', e.strerror)\n"
+            "    sys.exit(0)\nprint('reach-port', s.getsockname()[1], flush=True)\ns.settimeout({timeout} + 2)\n"
+            "try:\n    s.accept()\nexcept OSError:\n    pass\n")
 COMMAND_TIMEOUT = 30.0
 # seconds an idle master stays up if nobody closes it (a controller killed with SIGKILL);
 # long enough that a worker busy with local tests keeps its master
@@ -195,6 +203,10 @@ class Remote:
     backend: str = "emulated"
     personality: str = "openbsd"
     directory: str = ""
+    # SSH_CONNECTION on the remote: this machine's address as the remote sees it, and the
+    # remote's address as this machine reached it (the defaults of the two address options)
+    client_addr: str = ""
+    server_addr: str = ""
 
     def describe(self) -> str:
         return (f"{self.url}: {self.sysname} {self.release} {self.machine}, python {self.python}, "
@@ -385,7 +397,7 @@ def _exists(pid: int) -> bool:
 # python3, or else the newest python3.N (a stock BSD package installs only the versioned
 # name unless asked for the link); written for the Bourne and Korn shells of the BSDs
 PYTHON_MINORS = " ".join(str(n) for n in range(30, 7, -1))
-PROBE = ("echo SOSPLICE-PROBE; uname -s; uname -r; uname -m; "
+PROBE = ('echo "SOSPLICE-CONNECTION $SSH_CONNECTION"; echo SOSPLICE-PROBE; uname -s; uname -r; uname -m; '
          "py=$(command -v python3 2>/dev/null); "
          f'if [ -z "$py" ]; then for v in {PYTHON_MINORS}; do '
          'py=$(command -v "python3.$v" 2>/dev/null) && break; py=; done; fi; '
@@ -433,6 +445,9 @@ class SshHost:
             raise InfrastructureError(f"{url}: unexpected answer to uname: {output.strip()[-200:]!r}")
         r = self.remote
         r.sysname, r.release, r.machine, python = lines[:4]
+        m = re.search(r"SOSPLICE-CONNECTION (\S+) \d+ (\S+) \d+", output)
+        if m:
+            r.client_addr, r.server_addr = m.group(1), m.group(2)
         if python == "no-python3":
             how = INSTALL_PYTHON.get(r.sysname, "install python3")
             raise InfrastructureError(f"{url}: {r.sysname} has no python3 (nor python3.N) in PATH; {how} on it first")
@@ -467,6 +482,55 @@ class SshHost:
         if r.backend == "native":
             self.check_kernel()
         return r
+
+    def check_reach(self, local_addr: str, remote_addr: str) -> None:
+        """One TCP connect each way, before any case: the remote to this machine's listener at
+        local_addr (where the local server listens), this machine to a listener on the remote
+        at remote_addr (where the relay listens). A failure stops the run with one line that
+        names the direction, instead of failing every case."""
+        url, py = self.conn.url, shlex.quote(self.remote.executable)
+        family = socket.AF_INET6 if ":" in local_addr else socket.AF_INET
+        try:
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.bind((local_addr, 0))
+            listener.listen(1)
+        except OSError as e:
+            raise InfrastructureError(f"{url}: this machine cannot listen on {local_addr} ({os.strerror(e.errno or 0)}); "
+                                      "set --splice-local-addr to this machine's address as the remote sees it") from None
+        with listener:
+            port = listener.getsockname()[1]
+            done = self.conn.run(f"{py} -I -S -c {shlex.quote(REACH_OUT.format(addr=local_addr, port=port, timeout=REACH_TIMEOUT))}",
+                                 timeout=REACH_TIMEOUT + COMMAND_TIMEOUT)
+        said = done.stdout.decode(errors="replace").strip()
+        if "reach-ok" not in said:
+            raise InfrastructureError(
+                f"{url}: the remote cannot reach this machine at {local_addr} port {port} "
+                f"({said.partition('reach-fail ')[2] or 'no answer'}); set --splice-local-addr to "
+                "this machine's address as the remote sees it")
+        listening = subprocess.Popen(self.conn.argv(f"{py} -I -S -c {shlex.quote(REACH_IN.format(addr=remote_addr, timeout=REACH_TIMEOUT))}"),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert listening.stdout is not None
+            first = listening.stdout.readline().decode(errors="replace").split()
+            if first[:1] != ["reach-port"]:
+                raise InfrastructureError(
+                    f"{url}: the remote cannot listen on {remote_addr} ({' '.join(first[1:]) or 'no answer'}); "
+                    "set --splice-remote-addr to the remote's address as this machine reaches it")
+            port = int(first[1])
+            try:
+                socket.create_connection((remote_addr, port), REACH_TIMEOUT).close()
+            except OSError as e:
+                raise InfrastructureError(
+                    f"{url}: this machine cannot reach the remote at {remote_addr} port {port} "
+                    f"({os.strerror(e.errno) if e.errno else 'timed out'}); set --splice-remote-addr to the "
+                    "remote's address as this machine reaches it (behind NAT, as with QEMU user networking, "
+                    "its ports cannot be reached: see the README, 'Run against an OpenBSD VM')") from None
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                listening.wait(REACH_TIMEOUT + 5)
+            if listening.poll() is None:
+                listening.kill()
+                listening.wait()
 
     def check_kernel(self) -> None:
         """The remote's kernel must splice: one line naming it when it cannot (FreeBSD before
