@@ -45,10 +45,11 @@ class LoopbackSshd:
     known_hosts: Path
     ssh_config: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"  # where it listens: loopback, or an address inside its namespace
 
     @property
     def url(self) -> str:
-        return f"ssh://{self.user}@127.0.0.1:{self.port}"
+        return f"ssh://{self.user}@{self.host}:{self.port}"
 
     def ssh_options(self) -> list[str]:
         return ["-i", str(self.key), "-o", f"UserKnownHostsFile={self.known_hosts}",
@@ -81,7 +82,9 @@ def keygen(path: Path) -> None:
                        check=True, stdin=subprocess.DEVNULL)
 
 
-def start(workdir: Path, detach: bool = False) -> LoopbackSshd:
+def start(workdir: Path, detach: bool = False, netns: str | None = None,
+          address: str = "127.0.0.1") -> LoopbackSshd:
+    """Start one; with `netns`, inside that network namespace (`ip netns exec`), on `address`."""
     why = available()
     if why:
         raise SshdError(why)
@@ -114,11 +117,12 @@ def start(workdir: Path, detach: bool = False) -> LoopbackSshd:
     for _attempt in range(5):
         port = free_port()
         log.write_text("")
+        inside = ["ip", "netns", "exec", netns] if netns else []
         proc = subprocess.Popen(
-            [SSHD, "-D", "-f", str(config), "-E", str(log), "-p", str(port), "-o", "ListenAddress=127.0.0.1"],
+            [*inside, SSHD, "-D", "-f", str(config), "-E", str(log), "-p", str(port), "-o", f"ListenAddress={address}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=None if detach else leash.die_with_starter)
-        state = wait_listening(proc, log, port)
+        state = wait_listening(proc, log, port, address)
         if state == "up":
             break
         if state != "busy":
@@ -128,11 +132,11 @@ def start(workdir: Path, detach: bool = False) -> LoopbackSshd:
         raise SshdError("sshd found no free port in 5 tries")
     host_pub = (workdir / "host_ed25519.pub").read_text().split()
     known = workdir / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    known.write_text(f"[{address}]:{port} {host_pub[0]} {host_pub[1]}\n")
     ssh_config = workdir / "ssh_config"
     ssh_config.write_text("\n".join([
         "Host *",
-        "  HostName 127.0.0.1",
+        f"  HostName {address}",
         f"  Port {port}",
         f"  User {user}",
         f"  IdentityFile {key}",
@@ -142,15 +146,15 @@ def start(workdir: Path, detach: bool = False) -> LoopbackSshd:
     ]))
     (workdir / "sshd.pid").write_text(f"{proc.pid}\n")
     return LoopbackSshd(workdir, port, proc.pid, user, key, known, ssh_config,
-                        None if detach else proc)
+                        None if detach else proc, host=address)
 
 
-def wait_listening(proc: subprocess.Popen[bytes], log: Path, port: int) -> str:
+def wait_listening(proc: subprocess.Popen[bytes], log: Path, port: int, address: str = "127.0.0.1") -> str:
     """'up' once sshd logs that it listens, 'busy' if the port was taken, else the log's last line."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace")
-        if f"Server listening on 127.0.0.1 port {port}" in text:
+        if f"Server listening on {address} port {port}" in text:
             return "up"
         if proc.poll() is not None:
             text = log.read_text(errors="replace")

@@ -30,3 +30,28 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def netns_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
+    """A remote across a link: an sshd inside a network namespace made for the module, joined
+    to this machine by a veth pair (192.0.2.x, harness/net/remote_ns.py), removed afterwards."""
+    from harness.net.netns import NetError, missing_capability
+    from harness.net.remote_ns import RemoteNamespace
+
+    why = available() or missing_capability()
+    if why:
+        if require_all():
+            pytest.fail(f"SPLICE_REQUIRE_ALL=1: no sshd in a namespace: {why}")
+        pytest.skip(f"no sshd in a namespace: {why}")
+    remote = RemoteNamespace()
+    try:
+        remote.open()
+        server = remote.start_sshd(tmp_path_factory.mktemp("nssshd"))
+    except (NetError, SshdError) as e:
+        remote.close()
+        pytest.fail(f"sshd in a namespace: {e}")
+    try:
+        yield server
+    finally:
+        remote.close()

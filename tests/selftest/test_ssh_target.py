@@ -421,3 +421,33 @@ def test_kernel_without_so_splice_stops_the_run(sshd: LoopbackSshd) -> None:
         host.close()
         if Path(remote.directory).is_dir():  # loopback: the remote directory is local
             shutil.rmtree(remote.directory)
+
+
+# ---- a remote across a link (an sshd in a network namespace)
+
+
+def test_addresses_come_from_the_connection(netns_sshd: LoopbackSshd, local_tmp: dict[str, str]) -> None:
+    """Without address options the run takes both ends of the ssh connection and passes."""
+    tests = ["tests/api/test_api.py::test_api[EBUSY]", "tests/tcp/test_tcp.py::test_tcp[splice-default-relay]",
+             "tests/udp/test_udp.py::test_udp[splice-default]"]
+    done = subprocess.run(nested(netns_sshd, "-p", "no:randomly", "-n", "0", *tests), cwd=ROOT,
+                          capture_output=True, text=True, timeout=180, env=local_tmp)
+    assert done.returncode == 0 and "3 passed" in done.stdout, done.stdout[-3000:]
+
+
+@pytest.mark.parametrize(("option", "says"), [
+    ("--splice-remote-addr=127.0.0.1", "this machine cannot reach the remote at 127.0.0.1"),
+    ("--splice-local-addr=127.0.0.1", "the remote cannot reach this machine at 127.0.0.1"),
+], ids=["remote-addr", "local-addr"])
+def test_wrong_address_stops_the_run(netns_sshd: LoopbackSshd, local_tmp: dict[str, str], option: str,
+                                     says: str) -> None:
+    """An address the other side cannot reach stops the run within 15 s, in one line naming the direction."""
+    start = time.monotonic()
+    done = subprocess.run(nested(netns_sshd, "-p", "no:randomly", "-n", "0", option,
+                                 "tests/tcp/test_tcp.py::test_tcp[splice-default-relay]"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=local_tmp)
+    took = time.monotonic() - start
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if says in line]
+    assert done.returncode != 0 and lines, (done.stdout + done.stderr)[-3000:]
+    assert took < 15, f"the run took {took:.1f} s to stop"
+    assert "Traceback" not in done.stdout + done.stderr
