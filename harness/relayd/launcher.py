@@ -131,6 +131,26 @@ def rules_file(privilege_name: str, system: str | None = None) -> str:
     return f"{local}/etc/doas.conf" if privilege_name == "doas" else f"{local}/etc/sudoers"
 
 
+CONTROL_SOCKET = "/var/run/relayd.sock"  # relayd has no option to move it
+
+
+def relayd_in_service(argv: list[str]) -> str:
+    """Why the real relayd must not run here: one in service answers on its control socket,
+    which every relayd unlinks and binds at start ("" when none does, or for our own daemon)."""
+    if any("harness.relayd" in word for word in argv):
+        return ""  # ours keeps no control socket
+    probe_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe_sock.settimeout(2.0)
+    try:
+        probe_sock.connect(CONTROL_SOCKET)
+    except OSError:
+        return ""  # no socket, or a stale one: no relayd answers there
+    finally:
+        probe_sock.close()
+    return (f"a relayd in service answers on {CONTROL_SOCKET}, which each relayd started by the cases "
+            "would unlink and take from it: stop it first (rcctl stop relayd) or use another host")
+
+
 def probe(spec: dict[str, Any]) -> dict[str, Any]:
     argv = command(spec)
     sysname = os.uname().sysname
@@ -141,6 +161,10 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     missing = [p for p in programs(argv) if shutil.which(p) is None]
     if missing:
         result["why"] = ", ".join(f"no {p}" for p in missing)
+        return result
+    in_service = relayd_in_service(argv)
+    if in_service:
+        result["why"] = in_service
         return result
     how = privilege(argv)
     if how:

@@ -193,3 +193,26 @@ def test_doas_refusal_names_the_rules_file(system: str, rules: str, tmp_path: Pa
     assert not result["ok"]
     assert f"without password in {rules}" in result["why"], result["why"]
     assert "Authentication required" in result["why"]
+
+
+def test_relayd_in_service_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relayd in service (a listener on its control socket, played here) stops the relayd cases
+    with one line; a stale socket file does not, nor does our own daemon."""
+    import socket
+
+    from harness.relayd import launcher
+
+    path = str(tmp_path / "relayd.sock")
+    monkeypatch.setattr(launcher, "CONTROL_SOCKET", path)
+    real = ["doas", "relayd"]
+    assert launcher.relayd_in_service(real) == ""  # nothing there
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    try:
+        why = launcher.relayd_in_service(real)
+        assert f"a relayd in service answers on {path}" in why and "\n" not in why
+        assert launcher.relayd_in_service(["python3", "-m", "harness.relayd"]) == ""
+    finally:
+        server.close()
+    assert launcher.relayd_in_service(real) == "", "a stale socket file is no relayd in service"
