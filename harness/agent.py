@@ -23,7 +23,7 @@ import socket
 import sys
 from typing import Any
 
-from . import leash
+from . import leash, ports
 from .splice import BackendError, load_splicer
 from .splice.api import Splicer, errno_name
 from .steps import API_OPS, ApiState, Ctx, RoleError, close_like_bsd, run_steps
@@ -83,10 +83,14 @@ class Role:
 
     def listen(self) -> socket.socket:
         fam, host = family(self.opts.get("listendomain"))
-        s = socket.socket(fam, self.socktype())
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        apply_options(s, self.opts, self.tcp)
-        s.bind((self.spec.get("listen") or host, 0))
+
+        def make() -> socket.socket:
+            s = socket.socket(fam, self.socktype())
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            apply_options(s, self.opts, self.tcp)
+            return s
+
+        s = ports.bind_reachable(make, self.spec.get("listen") or host)
         if self.tcp:
             s.listen(1)
         addr = s.getsockname()

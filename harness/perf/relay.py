@@ -18,7 +18,7 @@ import socket
 import sys
 from typing import Any
 
-from harness import leash
+from harness import leash, ports
 from harness.splice import load_splicer
 from harness.splice.api import Splicer
 
@@ -36,10 +36,13 @@ def relay(splicer: Splicer, mode: str, proto: str, host: str, port: int, sockbuf
           bind: str = "127.0.0.1") -> int:
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    lsock = socket.socket(family, kind)
-    if sockbuf:
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sockbuf)
-    lsock.bind((bind, 0))
+    def make() -> socket.socket:
+        s = socket.socket(family, kind)
+        if sockbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, sockbuf)
+        return s
+
+    lsock = ports.bind_reachable(make, bind)
     if proto == "tcp":
         lsock.listen(5)
     emit(event="listening", port=lsock.getsockname()[1])

@@ -91,12 +91,26 @@ def programs(argv: list[str]) -> list[str]:
     return found
 
 
+PF_BLOCKED = range(6000, 6011)  # OpenBSD's default pf.conf blocks these from outside (harness/ports.py)
+
+
 def free_port(host: str) -> int:
+    """A port for relayd's listener; this file runs alone on the remote, so the rule of
+    harness/ports.py is kept here too: never one that OpenBSD's default pf.conf blocks."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    held: list[socket.socket] = []
+    try:
+        while len(held) < 32:
+            s = socket.socket(family, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind((host, 0))
+            port: int = s.getsockname()[1]
+            if port not in PF_BLOCKED:
+                return port
+        raise OSError(f"no free port outside 6000-6010 on {host}")
+    finally:
+        for s in held:
+            s.close()
 
 
 def place(config: str) -> tuple[str, str, int]:

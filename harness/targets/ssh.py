@@ -40,7 +40,7 @@ from .base import InfrastructureError, RoleProcess
 
 HARNESS = Path(__file__).resolve().parents[1]
 # the agent and everything it imports: stdlib only (see harness/agent.py)
-AGENT_FILES = ("__init__.py", "agent.py", "leash.py", "steps.py", "ledger.py", "cases.py", "splice/__init__.py",
+AGENT_FILES = ("__init__.py", "agent.py", "leash.py", "ports.py", "steps.py", "ledger.py", "cases.py", "splice/__init__.py",
                "splice/api.py", "splice/kpipe.py", "splice/native.py",
                *sorted(f"splice/emulated/{p.name}" for p in (HARNESS / "splice" / "emulated").glob("*.py")))
 # the relay daemon of the relayd cases (stdlib only), so that `python3 -m harness.relayd`
