@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,6 +156,33 @@ def no_leftover_processes() -> Iterator[None]:
 def require_all() -> bool:
     """SPLICE_REQUIRE_ALL=1 (CI): a skip for a missing capability is a failure."""
     return os.environ.get("SPLICE_REQUIRE_ALL", "") not in ("", "0")
+
+
+def uses_inet6(case: Any) -> bool:
+    """A case with an IPv6 listener or connector (`listendomain`/`connectdomain` inet6)."""
+    return "inet6" in {getattr(role, attr, None) for role in (case.client, case.relay, case.server)
+                       for attr in ("listendomain", "connectdomain")}
+
+
+def skip_without_ipv6(case: Any, target: Target) -> None:
+    """An IPv6 case needs ::1 here and, with a remote that is not on loopback, an IPv6 pair
+    (--splice-local-addr6/--splice-remote-addr6): else skip with the reason (under
+    SPLICE_REQUIRE_ALL=1, fail)."""
+    if not uses_inet6(case):
+        return
+    why = None
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError as e:
+        why = f"this host has no IPv6 loopback (::1): {e}"
+    if why is None and getattr(target, "name", "") == "ssh" and not getattr(target, "remote_addr6", "::1"):
+        why = ("no IPv6 path to the remote: the ssh connection is IPv4 and the remote is not on loopback; "
+               "give --splice-local-addr6 and --splice-remote-addr6")
+    if why:
+        if require_all():
+            pytest.fail(f"SPLICE_REQUIRE_ALL=1: {why}", pytrace=False)
+        pytest.skip(why)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

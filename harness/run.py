@@ -93,10 +93,12 @@ class CaseRun:
     def addresses(self, name: str) -> dict[str, Any]:
         """With a remote relay, the local server listens where the remote reaches this machine
         (--splice-local-addr) and the relay where this machine reaches the remote
-        (--splice-remote-addr); an IPv6 case keeps its ::1 (loopback remotes only)."""
-        addr = {"server": getattr(self.target, "local_addr", None),
-                "relay": getattr(self.target, "remote_addr", None)}.get(name)
-        if self.target is self.local or not addr or self.roles[name].listendomain == "inet6":
+        (--splice-remote-addr); an IPv6 listener takes the IPv6 pair (--splice-local-addr6,
+        --splice-remote-addr6, ::1 with a loopback remote)."""
+        v6 = "6" if self.roles[name].listendomain == "inet6" else ""
+        addr = {"server": getattr(self.target, f"local_addr{v6}", None),
+                "relay": getattr(self.target, f"remote_addr{v6}", None)}.get(name)
+        if self.target is self.local or not addr:
             return {}
         return {"listen": addr}
 

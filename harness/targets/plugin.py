@@ -62,6 +62,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--splice-remote-addr", default=os.environ.get("SPLICE_REMOTE_ADDR"),
                     help="address of the remote as this machine reaches it; the remote relay "
                          "listens there (default: the address the ssh connection reached)")
+    group.addoption("--splice-local-addr6", default=os.environ.get("SPLICE_LOCAL_ADDR6"),
+                    help="this machine's IPv6 address as the remote reaches it, for the inet6 cases "
+                         "(default: ::1 with a loopback remote, the ssh connection's when it is IPv6)")
+    group.addoption("--splice-remote-addr6", default=os.environ.get("SPLICE_REMOTE_ADDR6"),
+                    help="the remote's IPv6 address as this machine reaches it, for the inet6 cases")
     group.addoption("--splice-ssh-timeout", type=float, default=CONNECT_TIMEOUT,
                     help=f"ssh ConnectTimeout in seconds (default {CONNECT_TIMEOUT:g})")
     group.addoption("--splice-relayd-command",
@@ -119,6 +124,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             reporter.write_line(f"sweep: {host.swept}")
         try:
             host.check_reach(*addresses(config, host.remote))
+            pair6 = addresses6(config, host.remote)
+            if all(pair6) and pair6 != ("::1", "::1"):
+                host.check_reach(*pair6)
         except InfrastructureError as e:
             close_hosts(config)
             pytest.exit(f"splice target: {e}", returncode=INFRA_EXIT)
@@ -130,6 +138,26 @@ def addresses(config: pytest.Config, remote: Remote) -> tuple[str, str]:
     local = config.getoption("--splice-local-addr") or remote.client_addr or "127.0.0.1"
     there = config.getoption("--splice-remote-addr") or remote.server_addr or "127.0.0.1"
     return local, there
+
+
+def is_loopback(addr: str) -> bool:
+    return addr.startswith("127.") or addr == "::1"
+
+
+def addresses6(config: pytest.Config, remote: Remote) -> tuple[str, str]:
+    """The IPv6 pair for the inet6 cases: the options, else ::1 for a loopback remote, else
+    the ssh connection's ends when it runs over IPv6; ("", "") when no IPv6 path is known."""
+    local6, there6 = config.getoption("--splice-local-addr6"), config.getoption("--splice-remote-addr6")
+    if local6 or there6:
+        if not (local6 and there6):
+            raise pytest.UsageError("--splice-local-addr6 and --splice-remote-addr6 go together")
+        return local6, there6
+    local, there = addresses(config, remote)
+    if is_loopback(local) and is_loopback(there):
+        return "::1", "::1"
+    if ":" in local and ":" in there:
+        return local, there
+    return "", ""
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -183,10 +211,11 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         remotes: list[Remote] = remotes_from_json(workerinput[WORKER_INPUT])
         remote = pick(remotes, worker)
         target = SshTarget(remote, options, *addresses(config, remote), timeout,
-                           rundir=workerinput.get(WORKER_RUNDIR))
+                           rundir=workerinput.get(WORKER_RUNDIR), addr6=addresses6(config, remote))
     else:
         host: SshHost = pick(config.stash[HOSTS], worker)
-        target = SshTarget(host.remote, options, *addresses(config, host.remote), timeout, host=host)
+        target = SshTarget(host.remote, options, *addresses(config, host.remote), timeout, host=host,
+                           addr6=addresses6(config, host.remote))
     try:
         yield target
     finally:

@@ -659,10 +659,12 @@ class SshTarget:
 
     def __init__(self, remote: Remote, options: list[str], local_addr: str, remote_addr: str,
                  connect_timeout: float = CONNECT_TIMEOUT, host: SshHost | None = None,
-                 rundir: str | None = None) -> None:
+                 rundir: str | None = None, addr6: tuple[str, str] = ("::1", "::1")) -> None:
         self.remote = remote
         self.local_addr = local_addr
         self.remote_addr = remote_addr
+        # the IPv6 cases' addresses, as the v4 pair; ("", "") when no IPv6 path is known
+        self.local_addr6, self.remote_addr6 = addr6
         self.personality = remote.personality
         self.backend = remote.backend
         self.host = host

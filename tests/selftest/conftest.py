@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -33,9 +34,10 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
 
 
 @pytest.fixture(scope="module")
-def netns_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSshd]:
+def netns_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A remote across a link: an sshd inside a network namespace made for the module, joined
-    to this machine by a veth pair (192.0.2.x, harness/net/remote_ns.py), removed afterwards."""
+    to this machine by a veth pair (192.0.2.x and 2001:db8:..., harness/net/remote_ns.py),
+    removed afterwards."""
     from harness.net.netns import NetError, missing_capability
     from harness.net.remote_ns import RemoteNamespace
 
@@ -47,11 +49,17 @@ def netns_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackSsh
     remote = RemoteNamespace()
     try:
         remote.open()
-        server = remote.start_sshd(tmp_path_factory.mktemp("nssshd"))
+        remote.start_sshd(tmp_path_factory.mktemp("nssshd"))
     except (NetError, SshdError) as e:
         remote.close()
         pytest.fail(f"sshd in a namespace: {e}")
     try:
-        yield server
+        yield remote
     finally:
         remote.close()
+
+
+@pytest.fixture(scope="module")
+def netns_sshd(netns_remote: Any) -> LoopbackSshd:
+    sshd: LoopbackSshd = netns_remote.sshd
+    return sshd

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -451,3 +452,29 @@ def test_wrong_address_stops_the_run(netns_sshd: LoopbackSshd, local_tmp: dict[s
     assert done.returncode != 0 and lines, (done.stdout + done.stderr)[-3000:]
     assert took < 15, f"the run took {took:.1f} s to stop"
     assert "Traceback" not in done.stdout + done.stderr
+
+
+INET6 = ["tests/tcp/test_tcp.py::test_tcp[splice-inet6-relay]", "tests/udp/test_udp.py::test_udp[splice-inet6]"]
+
+
+def test_inet6_cases_cross_the_link(netns_remote: Any, local_tmp: dict[str, str]) -> None:
+    """With the IPv6 pair given, the inet6 cases run across the link, relay on the remote."""
+    done = subprocess.run(nested(netns_remote.sshd, "-p", "no:randomly", "-n", "0",
+                                 f"--splice-local-addr6={netns_remote.here6}",
+                                 f"--splice-remote-addr6={netns_remote.there6}", *INET6),
+                          cwd=ROOT, capture_output=True, text=True, timeout=180, env=local_tmp)
+    # a relay on the remote's ::1 could not be reached from here: passing means the link was used
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-3000:]
+
+
+def test_inet6_cases_skip_without_an_ipv6_path(netns_sshd: LoopbackSshd, local_tmp: dict[str, str]) -> None:
+    """Over an IPv4 ssh connection to a remote off loopback, an inet6 case skips with the reason,
+    and under SPLICE_REQUIRE_ALL=1 fails."""
+    done = subprocess.run(nested(netns_sshd, "-p", "no:randomly", "-n", "0", *INET6), cwd=ROOT,
+                          capture_output=True, text=True, timeout=180,
+                          env={**local_tmp, "SPLICE_REQUIRE_ALL": "0"})
+    assert done.returncode == 0 and "2 skipped" in done.stdout, done.stdout[-3000:]
+    assert "no IPv6 path to the remote" in done.stdout
+    strict = subprocess.run(nested(netns_sshd, "-p", "no:randomly", "-n", "0", *INET6[:1]), cwd=ROOT,
+                            capture_output=True, text=True, timeout=180, env={**local_tmp, "SPLICE_REQUIRE_ALL": "1"})
+    assert strict.returncode == 1 and "SPLICE_REQUIRE_ALL=1: no IPv6 path" in strict.stdout, strict.stdout[-3000:]

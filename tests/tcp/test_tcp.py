@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import socket
 from pathlib import Path
 
 import pytest
 
-from conftest import require_all
+from conftest import skip_without_ipv6
 from harness.cases import Case
 from harness.run import CaseFailure, Settings, WaitTimeout, run_case
 from harness.targets.base import Target, host_system
@@ -18,22 +16,6 @@ from .cases import LINUX_HOST_DIFFERS, TCP_CASES
 pytestmark = pytest.mark.tcp
 
 VARIANTS = [(case, variant) for case in TCP_CASES for variant in ("relay", "echo")]
-
-
-@functools.cache
-def no_ipv6_loopback() -> str | None:
-    """Why this host cannot use ::1, or None when it can."""
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError as e:
-        return f"this host has no IPv6 loopback (::1): {e}"
-    return None
-
-
-def uses_inet6(case: Case) -> bool:
-    return "inet6" in (case.relay.listendomain, case.server.listendomain, case.client.connectdomain,
-                       case.relay.connectdomain)
 
 
 @pytest.mark.parametrize(("case", "variant"), VARIANTS, ids=[f"{c.id}-{v}" for c, v in VARIANTS])
@@ -48,12 +30,7 @@ def test_tcp(case: Case, variant: str, mode: str, settings: Settings, logdir: Pa
         why = case.echo_skip_reason()
         if why:
             pytest.skip(f"echo: {why}")
-    if uses_inet6(case):
-        missing = no_ipv6_loopback()
-        if missing:
-            if require_all():
-                pytest.fail(f"SPLICE_REQUIRE_ALL=1: {missing}")
-            pytest.skip(missing)
+    skip_without_ipv6(case, target)
     differs = LINUX_HOST_DIFFERS.get((case.id, "")) or LINUX_HOST_DIFFERS.get((case.id, variant))
     # where the relay runs decides, not what the splicer is called: Linux TCP is Linux TCP
     # under the emulation, ByteCopySplicer or a user's class alike

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_without_ipv6
 from harness.cases import Case
 from harness.run import Settings, run_case
 from harness.targets.base import Target
@@ -22,4 +23,5 @@ def test_udp(case: Case, mode: str, settings: Settings, logdir: Path, target: Ta
     reason = case.skip.get(settings.personality)
     if reason:
         pytest.skip(f"{settings.personality}: {reason}")
+    skip_without_ipv6(case, target)
     run_case(case, mode, "relay", settings, logdir, target)
