@@ -118,6 +118,12 @@ def add_namespace(name: str) -> None:
     ip("netns", "add", name)
 
 
+def keep(name: str) -> None:
+    """The namespace outlives this process (a CI sshd): no cleanup at exit; its owner deletes it."""
+    with _lock:
+        _created.pop(name, None)
+
+
 def delete_namespace(name: str) -> None:
     """Remove a namespace of ours: first the processes we left in it (by pid), then the name."""
     for pid in namespace_pids(name):

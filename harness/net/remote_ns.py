@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,9 @@ class RemoteNamespace:
     def there6(self) -> str:
         return f"2001:db8:0:{self.block:x}::2"
 
-    def open(self) -> RemoteNamespace:
+    def open(self, name: str | None = None) -> RemoteNamespace:
+        """Make it; `name` for one that outlives this process (CI: not of the form the sweep
+        removes, see `detach`)."""
         why = netns.missing_capability()
         if why:
             raise netns.NetError(why)
@@ -72,7 +75,7 @@ class RemoteNamespace:
         self.block = free[(os.getpid() + next(_tags)) % len(free)]
         tag = f"{os.getpid()}x{next(_tags)}"
         self.here_if, self.there_if = f"vh{tag}"[:15], f"vr{tag}"[:15]
-        self.name = netns.new_name("sshd")
+        self.name = name or netns.new_name("sshd")
         try:
             netns.add_namespace(self.name)
             netns.ip("link", "set", "lo", "up", ns=self.name)
@@ -90,9 +93,26 @@ class RemoteNamespace:
             raise
         return self
 
-    def start_sshd(self, workdir: Path) -> sshd_mod.LoopbackSshd:
-        self.sshd = sshd_mod.start(workdir, netns=self.name, address=self.there4)
+    def start_sshd(self, workdir: Path, detach: bool = False,
+                   login_shell: str | None = None) -> sshd_mod.LoopbackSshd:
+        """sshd inside; with `login_shell`, the user's shell as sshd sees it in the namespace
+        (`ip netns exec` puts /etc/netns/NAME/passwd over /etc/passwd there), so that every
+        remote command runs under that shell, the rest of the machine untouched."""
+        if login_shell:
+            self.etc().mkdir(parents=True, exist_ok=True)
+            user = os.getuid()
+            lines = []
+            for line in Path("/etc/passwd").read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) == 7 and fields[2] == str(user):
+                    fields[6] = login_shell
+                lines.append(":".join(fields))
+            (self.etc() / "passwd").write_text("\n".join(lines) + "\n")
+        self.sshd = sshd_mod.start(workdir, detach=detach, netns=self.name, address=self.there4)
         return self.sshd
+
+    def etc(self) -> Path:
+        return Path("/etc/netns") / self.name
 
     def close(self) -> None:
         if self.sshd is not None:
@@ -100,6 +120,7 @@ class RemoteNamespace:
             self.sshd = None
         if self.name:
             netns.delete_namespace(self.name)  # its end of the link goes with it, and so ours
+            shutil.rmtree(self.etc(), ignore_errors=True)
             self.name = ""
 
     def __enter__(self) -> RemoteNamespace:
@@ -107,3 +128,21 @@ class RemoteNamespace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def detached(name: str, workdir: Path, login_shell: str | None) -> RemoteNamespace:
+    """A remote namespace with its sshd that outlives this process (`python -m
+    harness.targets.sshd start DIR --netns`); `stop_detached` removes it by the name."""
+    remote = RemoteNamespace().open(name)
+    netns.keep(remote.name)
+    try:
+        remote.start_sshd(workdir, detach=True, login_shell=login_shell)
+    except BaseException:
+        remote.close()
+        raise
+    return remote
+
+
+def stop_detached(name: str) -> None:
+    netns.delete_namespace(name)  # its sshd is in it: ended by pid first
+    shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)

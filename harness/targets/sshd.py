@@ -190,12 +190,19 @@ def stop_pid(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+NETNS_PREFIX = "sosplice-ci-"  # a namespace that outlives its starter: not one the sweep removes
+USAGE = ("usage: python3 -m harness.targets.sshd start DIR [--netns [--shell SHELL]] | stop DIR\n"
+         "  --netns: the sshd inside a network namespace of its own, across a veth link "
+         "(192.0.2.x, 2001:db8::), SHELL the user's login shell there")
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("start", "stop"):
-        print("usage: python3 -m harness.targets.sshd start|stop DIR", file=sys.stderr)
+    if len(argv) < 2 or argv[0] not in ("start", "stop") or (argv[0] == "stop" and len(argv) != 2):
+        print(USAGE, file=sys.stderr)
         return 2
     workdir = Path(argv[1]).resolve()
     if argv[0] == "stop":
+        namefile = workdir / "netns"
         try:
             pid = int((workdir / "sshd.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError) as e:
@@ -203,15 +210,46 @@ def main(argv: list[str]) -> int:
             return 1
         stop_pid(pid)
         print(f"stopped sshd {pid}")
+        if namefile.exists():
+            from ..net import remote_ns
+
+            name = namefile.read_text().strip()
+            remote_ns.stop_detached(name)
+            print(f"removed network namespace {name}")
         return 0
+    extra = argv[2:]
+    shell = None
+    if "--shell" in extra:
+        at = extra.index("--shell")
+        if at + 1 >= len(extra) or "--netns" not in extra:
+            print(USAGE, file=sys.stderr)
+            return 2
+        shell = extra[at + 1]
+        del extra[at:at + 2]
+    if extra not in ([], ["--netns"]):
+        print(USAGE, file=sys.stderr)
+        return 2
+    fields: list[tuple[str, object]] = []
     try:
-        sshd = start(workdir, detach=True)
-    except (SshdError, OSError, subprocess.CalledProcessError) as e:
+        if extra:
+            from ..net import remote_ns
+
+            workdir.mkdir(parents=True, exist_ok=True)
+            name = f"{NETNS_PREFIX}{os.getpid()}"
+            (workdir / "netns").write_text(name + "\n")
+            remote = remote_ns.detached(name, workdir, shell)
+            assert remote.sshd is not None
+            sshd = remote.sshd
+            fields = [("SSHD_NETNS", name), ("SSHD_LOCAL_ADDR6", remote.here6),
+                      ("SSHD_REMOTE_ADDR6", remote.there6)]
+        else:
+            sshd = start(workdir, detach=True)
+    except (SshdError, OSError, subprocess.CalledProcessError, RuntimeError) as e:  # NetError: ip said why
         print(f"sshd start: {e}", file=sys.stderr)
         return 1
     for name, value in (("SSHD_PORT", sshd.port), ("SSHD_PID", sshd.pid), ("SSHD_USER", sshd.user),
                         ("SSHD_KEY", sshd.key), ("SSHD_KNOWN_HOSTS", sshd.known_hosts),
-                        ("SSHD_SSH_CONFIG", sshd.ssh_config), ("SSHD_URL", sshd.url)):
+                        ("SSHD_SSH_CONFIG", sshd.ssh_config), ("SSHD_URL", sshd.url), *fields):
         print(f"{name}={shlex.quote(str(value))}")
     return 0
 

@@ -236,14 +236,18 @@ def test_run_leaves_nothing(sshd: LoopbackSshd, xdist: list[str],
     passed_and_left_nothing(done, 4, env)
 
 
-@pytest.mark.parametrize(("how", "xdist"), [
-    ("SIGINT", ["-n", "0"]), ("SIGINT", ["-n", "2"]), ("SIGTERM", ["-n", "0"]), ("SIGHUP", ["-n", "2"]),
-    ("SIGKILL", ["-n", "0"]), ("SIGKILL", ["-n", "2"]),
-], ids=["sigint-single", "sigint-xdist", "sigterm-single", "sighup-xdist", "sigkill-single", "sigkill-xdist"])
-def test_run_end_leaves_nothing(sshd: LoopbackSshd, how: str, xdist: list[str],
+@pytest.mark.parametrize(("how", "xdist", "where"), [
+    ("SIGINT", ["-n", "0"], "sshd"), ("SIGINT", ["-n", "2"], "sshd"), ("SIGTERM", ["-n", "0"], "sshd"),
+    ("SIGHUP", ["-n", "2"], "sshd"), ("SIGKILL", ["-n", "0"], "sshd"), ("SIGKILL", ["-n", "2"], "sshd"),
+    ("SIGINT", ["-n", "2"], "netns_sshd"),
+], ids=["sigint-single", "sigint-xdist", "sigterm-single", "sighup-xdist", "sigkill-single", "sigkill-xdist",
+        "sigint-xdist-across-a-link"])
+def test_run_end_leaves_nothing(request: pytest.FixtureRequest, how: str, xdist: list[str], where: str,
                                 local_tmp: dict[str, str]) -> None:
     """However the run ends, no remote agent or master outlives it; after SIGKILL, which leaves
-    no time for a cleanup, the next run against the target removes the directory and says so."""
+    no time for a cleanup, the next run against the target removes the directory and says so.
+    Across a link (an sshd in a namespace) the same, with the addresses from the connection."""
+    sshd: LoopbackSshd = request.getfixturevalue(where)
     # scale 10: the relay sleeps for tens of seconds, so the signal finds it running
     args = nested(sshd, *xdist, "--splice-time-scale=10", "--splice-modes=splice",
                   "tests/tcp/test_tcp.py::test_tcp[splice-sleep-relay-relay]",
