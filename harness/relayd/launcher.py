@@ -73,6 +73,16 @@ def command(spec: dict[str, Any]) -> list[str]:
     return argv
 
 
+def ours_with_settings(argv: list[str], spec: dict[str, Any]) -> list[str]:
+    """Our own daemon takes its splicer on the command line: doas and sudo clear the
+    environment, so SPLICE_BACKEND/SPLICE_PERSONALITY would not reach it there."""
+    if not any("harness.relayd" in word for word in argv):
+        return argv
+    env = spec.get("env", {})
+    return [*argv, *(f"--splice-{key}={env[var]}" for key, var in
+                     (("backend", "SPLICE_BACKEND"), ("personality", "SPLICE_PERSONALITY")) if var in env)]
+
+
 def privilege(argv: list[str]) -> str:
     """The command's doas or sudo (as given: a name or a path) when it runs through one, else ''."""
     return argv[0] if argv and os.path.basename(argv[0]) in PRIVILEGE else ""
@@ -198,7 +208,7 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
         return result
     path = write_config(text)
     try:
-        done = subprocess.run([*argv, "-n", "-f", path], stdin=subprocess.DEVNULL, cwd=HERE,
+        done = subprocess.run([*ours_with_settings(argv, spec), "-n", "-f", path], stdin=subprocess.DEVNULL, cwd=HERE,
                               capture_output=True, text=True, timeout=CHECK_TIMEOUT,
                               env={**os.environ, **spec.get("env", {})})
     except subprocess.TimeoutExpired:
@@ -236,7 +246,7 @@ def run(spec: dict[str, Any]) -> int:
     how = privilege(argv)
     text, host, port = place(str(spec["config"]))
     path = write_config(text)
-    cmd = [*argv, "-dvv", "-f", path]
+    cmd = [*ours_with_settings(argv, spec), "-dvv", "-f", path]
     emit("listening", role="relay", host=host, port=port)
     log(f"execute: {' '.join(cmd)}")
     try:

@@ -216,3 +216,15 @@ def test_relayd_in_service_is_left_alone(tmp_path: Path, monkeypatch: pytest.Mon
     finally:
         server.close()
     assert launcher.relayd_in_service(real) == "", "a stale socket file is no relayd in service"
+
+
+def test_our_daemon_gets_its_splicer_on_the_command_line() -> None:
+    """doas and sudo clear the environment: our daemon's splicer goes on its command line, the
+    real relayd's command stays as given."""
+    from harness.relayd import launcher
+
+    env = {"SPLICE_BACKEND": "native", "SPLICE_PERSONALITY": "freebsd"}
+    ours = launcher.ours_with_settings(["doas", "python3", "-m", "harness.relayd"], {"env": env})
+    assert ours == ["doas", "python3", "-m", "harness.relayd", "--splice-backend=native",
+                    "--splice-personality=freebsd"]
+    assert launcher.ours_with_settings(["doas", "relayd"], {"env": env}) == ["doas", "relayd"]
