@@ -86,7 +86,10 @@ class Role:
 
         def make() -> socket.socket:
             s = socket.socket(fam, self.socktype())
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.tcp:
+                # never for UDP: Linux hands a port bound with SO_REUSEADDR to the next such
+                # bind to port 0, and the later socket then takes the earlier one's datagrams
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             apply_options(s, self.opts, self.tcp)
             return s
 
