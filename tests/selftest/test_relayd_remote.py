@@ -69,7 +69,10 @@ def test_cases_run_on_the_remote(host: tuple[SshHost, SshTarget], mode: str, tmp
         logdir.mkdir()
         t = run_relayd_case(CASES[case_id], mode, Settings(), logdir, remote)
         relay = t.logs["relay"]
-        assert relay[0].startswith(f"execute: python3 -m harness.relayd -dvv -f {directory}/relayd/relayd-")
+        # our daemon's splicer on its command line (doas and sudo would clear the environment)
+        remote_splicer = f"--splice-backend={target.remote.backend} --splice-personality={target.remote.personality}"
+        assert relay[0].startswith(f"execute: python3 -m harness.relayd {remote_splicer} -dvv -f "
+                                   f"{directory}/relayd/relayd-"), relay[0]
         assert relay[-1] == "parent terminating"
         assert t.where == f"python3 -m harness.relayd on {target.conn.url}"
         assert t.spliced_reported, "our daemon prints its spliced bytes: that check ran"
