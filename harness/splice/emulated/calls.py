@@ -65,7 +65,10 @@ def poll_readable(eng: Engine, sock: socket.socket, timeout: float | None, excep
         if eng.errors.get(eng.canon(sock.fileno())):
             return True
     left = None if deadline is None else max(0.0, deadline - time.monotonic())
-    r, _, x = select.select([sock], [], [sock] if exceptional else [], left)
+    try:
+        r, _, x = select.select([sock], [], [sock] if exceptional else [], left)
+    except ValueError:  # closed by another thread (a case's alarm) since the check above
+        raise oserror("EBADF", "socket closed") from None
     return bool(r or x)
 
 
