@@ -315,6 +315,17 @@ assert set(CONSERVE) <= {c.id for c in TCP_CASES}, "CONSERVE names a case that d
 # -> (how it fails: "check" for a log check, "down" for a role that does not end as expected; why).
 # The test is then an expected failure of exactly that kind (strict unless the reason says RACY),
 # and README "Emulation fidelity" says it.
+# Splice mode only, on any host: the conservation check's known blind spot. When the server's
+# RST makes the pass's send fail, the bytes the pass took from the source for that send are lost
+# (OpenBSD's somove frees that chain too) and the counter leaves them out, but the check expects
+# what is left on the source to start at the counter. Non-strict: most runs lose nothing.
+IN_FLIGHT_LOSS: dict[tuple[str, str], str] = {
+    ("server-abort", "relay"): (
+        "RACY: a send that fails at the server's RST loses the bytes the pass took for it, as OpenBSD "
+        "does; the conservation check still expects the bytes left on the source to start at the "
+        "splice counter (harness/conservation.py)"),
+}
+
 LINUX_HOST_DIFFERS: dict[tuple[str, str], tuple[str, str]] = {
     ("relay-close-in", "echo"): ("check",
         "RACY: echo.pl's child shuts the shared socket down when it reads the relay's EOF, which races "

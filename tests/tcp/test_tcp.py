@@ -11,7 +11,7 @@ from harness.cases import Case
 from harness.run import CaseFailure, Settings, WaitTimeout, run_case
 from harness.targets.base import Target, host_system
 
-from .cases import LINUX_HOST_DIFFERS, TCP_CASES
+from .cases import IN_FLIGHT_LOSS, LINUX_HOST_DIFFERS, TCP_CASES
 
 pytestmark = pytest.mark.tcp
 
@@ -42,4 +42,7 @@ def test_tcp(case: Case, variant: str, mode: str, settings: Settings, logdir: Pa
             # a race may show as either a wrong log or a role that never ends as expected
             raises=(CaseFailure, WaitTimeout) if why.startswith("RACY")
             else CaseFailure if kind == "check" else WaitTimeout))
+    in_flight = IN_FLIGHT_LOSS.get((case.id, variant))
+    if in_flight and mode == "splice":
+        request.applymarker(pytest.mark.xfail(reason=in_flight, strict=False, raises=CaseFailure))
     run_case(case, mode, variant, settings, logdir, target)
